@@ -1,0 +1,1 @@
+"""ctrpipe: a reproducible click-through-rate pipeline, from raw ad logs to a served model."""

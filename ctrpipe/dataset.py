@@ -1,0 +1,143 @@
+"""The generate stage's library: raw tables in, feature rows and quarantine out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ctrpipe import features, schema, split
+from ctrpipe.config import Column, Data, Table
+from ctrpipe.errors import DataError
+
+ROW_ID = "row_id"
+
+
+@dataclass
+class Dataset:
+    rows: DataFrame  # feature rows tagged with split.SPLIT, persisted
+    quarantine: dict[str, DataFrame]  # bad records per table, raw text and reason
+    key: str
+    stats: dict = field(default_factory=dict)
+
+    def split_rows(self, name: str, time: str) -> DataFrame:
+        part = self.rows.where(F.col(split.SPLIT) == name).drop(split.SPLIT)
+        return part.orderBy(time, self.key)
+
+
+def build(spark: SparkSession, data: Data, raw_dir: Path) -> Dataset:
+    tables = with_row_id(data)
+    raws = {n: schema.read_raw(spark, raw_dir / t.path, t) for n, t in data.tables.items()}
+    if data.tables[data.base].key is None:
+        # No id in the data: a hash of the whole record stands in, so exact copies collapse.
+        base_raw = raws[data.base]
+        raws[data.base] = base_raw.withColumn(
+            ROW_ID, F.xxhash64(*data.tables[data.base].columns).cast("string"))
+    checked = {n: schema.check(raws[n], t) for n, t in tables.items()}
+    checked = check_relations(checked, tables, data)
+    checked = {n: c.persist() for n, c in checked.items()}
+    stats = {"tables": {n: reason_counts(checked[n], raw_dir / t.path, t)
+                        for n, t in tables.items()}}
+    enforce_quality(stats["tables"], tables, data, raw_dir)
+
+    key = tables[data.base].key
+    good = {n: schema.good(checked[n], t) for n, t in tables.items()}
+    rows = features.join_dimensions(good[data.base], good, data)
+    events = good[data.label.table] if data.label.table else None
+    rows = features.add_label(rows, events, data, key)
+    rows = features.add_time_features(rows, data)
+    rows = features.add_history(rows, data)
+    rows = features.select_features(rows, data, key)
+    rows = split.assign(rows, data, key).persist()
+    stats["splits"] = split_counts(rows)
+    check_splits(stats["splits"], data)
+    quarantine = {n: schema.bad(checked[n], t) for n, t in tables.items()}
+    return Dataset(rows=rows, quarantine=quarantine, key=key, stats=stats)
+
+
+def with_row_id(data: Data) -> dict[str, Table]:
+    tables = dict(data.tables)
+    base = tables[data.base]
+    if base.key is None:
+        columns = {**base.columns, ROW_ID: Column(type="string", nullable=False)}
+        tables[data.base] = base.model_copy(update={"key": ROW_ID, "columns": columns})
+    return tables
+
+
+def check_relations(checked: dict[str, DataFrame], tables: dict[str, Table],
+                    data: Data) -> dict[str, DataFrame]:
+    """Base records with no match in a required join; events matching no base record."""
+    checked = dict(checked)
+    for join in data.joins:
+        if join.required:
+            keys = schema.good(checked[join.table], tables[join.table]).select(join.key)
+            checked[data.base] = _mark_unmatched(checked[data.base], keys, join.key,
+                                                 f"unmatched:{join.table}")
+    if data.label.table is not None:
+        base_good = schema.good(checked[data.base], tables[data.base])
+        keys = base_good.select(data.label.key).distinct()
+        checked[data.label.table] = _mark_unmatched(checked[data.label.table], keys,
+                                                    data.label.key, f"orphan:{data.base}")
+    return checked
+
+
+def _mark_unmatched(checked: DataFrame, keys: DataFrame, on: str, reason: str) -> DataFrame:
+    keys = keys.where(F.col(on).isNotNull()).withColumn("_match", F.lit(True))
+    joined = checked.join(keys, on, "left")
+    unmatched = F.when(F.col(schema.REASON).isNull() & F.col("_match").isNull(), F.lit(reason))
+    out = joined.withColumn(schema.REASON, F.coalesce(F.col(schema.REASON), unmatched))
+    return out.select(*checked.columns)
+
+
+def reason_counts(checked: DataFrame, path: Path, table: Table) -> dict:
+    """Records, bad records by reason; a column no record carries is a missing column."""
+    per_reason = checked.groupBy(schema.REASON).agg(
+        F.count(F.lit(1)).alias("n"),
+        *[F.count(F.col(f"_raw_{c}")).alias(c) for c in table.columns],
+    ).collect()
+    records = sum(r["n"] for r in per_reason)
+    if records == 0:
+        raise DataError(f"{path}: no records (only a header or nothing), expected data")
+    for c in table.columns:
+        if table.file_format == "json" and sum(r[c] for r in per_reason) == 0:
+            raise DataError(f"{path}: column '{c}' missing (no record has it)")
+    reasons = {r[schema.REASON]: r["n"] for r in per_reason if r[schema.REASON] is not None}
+    return {"records": records, "bad": sum(reasons.values()), "reasons": dict(sorted(reasons.items()))}
+
+
+def enforce_quality(counts: dict, tables: dict[str, Table], data: Data, raw_dir: Path) -> None:
+    limit = data.quality.max_bad_fraction
+    for name, c in counts.items():
+        c["bad_fraction"] = round(c["bad"] / c["records"], 6)
+        if c["bad_fraction"] > limit:
+            top, n = max(c["reasons"].items(), key=lambda kv: (kv[1], kv[0]))
+            raise DataError(
+                f"{raw_dir / tables[name].path}: {c['bad_fraction']:.2%} of {c['records']:,} "
+                f"records are bad, over data.quality.max_bad_fraction={limit}; "
+                f"top reason: {top} ({n:,} records)")
+
+
+def split_counts(rows: DataFrame) -> dict:
+    counts = {s: {"rows": 0, "positives": 0} for s in split.SPLITS}
+    for r in rows.groupBy(split.SPLIT, features.LABEL).count().collect():
+        counts[r[split.SPLIT]]["rows"] += r["count"]
+        if r[features.LABEL] == 1:
+            counts[r[split.SPLIT]]["positives"] += r["count"]
+    for c in counts.values():
+        c["positive_rate"] = round(c["positives"] / c["rows"], 6) if c["rows"] else 0.0
+    return counts
+
+
+def check_splits(counts: dict, data: Data) -> None:
+    where = {"train": f"before data.split.validation_start={data.split.validation_start}",
+             "validation": f"from data.split.validation_start={data.split.validation_start}",
+             "golden": f"in data.golden [{data.golden.start}, {data.golden.end})"}
+    for name, c in counts.items():
+        if c["rows"] == 0:
+            raise DataError(f"{name} split is empty: no rows {where[name]}")
+        if c["positives"] in (0, c["rows"]):
+            only = 1 if c["positives"] else 0
+            raise DataError(f"label: only one class ({only}) in the {name} split "
+                            f"({c['rows']:,} rows); a classifier needs both 0 and 1")

@@ -1,0 +1,102 @@
+"""From validated tables to one feature row per base record.
+
+Joins the dimension tables, derives the label, adds time-of-day features and historical
+aggregates per key. A historical aggregate of a row only sees records older than the row
+by at least `history.lag_seconds`: their labels were final by then, so nothing from the
+row's future leaks into it.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from ctrpipe.config import Data
+
+LABEL = "label"
+WEIGHT = "weight"
+TIME_FEATURES = {"hour": F.hour, "day_of_week": F.dayofweek}
+
+
+def join_dimensions(rows: DataFrame, dims: dict[str, DataFrame], data: Data) -> DataFrame:
+    for join in data.joins:
+        dim = dims[join.table]
+        keep = [c for c in dim.columns if c == join.key or c not in rows.columns]
+        rows = rows.join(F.broadcast(dim.select(*keep)), join.key, "left")
+    return rows
+
+
+def add_label(rows: DataFrame, events: DataFrame | None, data: Data, key: str) -> DataFrame:
+    label = data.label
+    if label.table is None:
+        return rows.withColumn(LABEL, _label_from_column(data))
+    # An event counts when it arrives within the window after the base record.
+    start = F.col(data.time)
+    end = start + F.make_interval(secs=F.lit(label.window_seconds))
+    hits = (
+        rows.select(*dict.fromkeys([key, label.key, data.time]))
+        .join(events.select(label.key, F.col(label.time).alias("_event_time")), label.key)
+        .where((F.col("_event_time") >= start) & (F.col("_event_time") <= end))
+        .select(key).distinct().withColumn(LABEL, F.lit(1))
+    )
+    return rows.join(hits, key, "left").fillna(0, subset=[LABEL])
+
+
+def _label_from_column(data: Data):
+    label = data.label
+    col = F.col(label.column)
+    if label.threshold is not None:
+        return F.when(col.try_cast("double") > label.threshold, 1).otherwise(0)
+    positive = F.lower(col.cast("string")).isin([str(v).lower() for v in label.positive])
+    numbers = [float(v) for v in label.positive
+               if isinstance(v, int | float) and not isinstance(v, bool)]
+    if numbers:  # 1 matches 1.0 in a double column
+        positive = positive | col.try_cast("double").isin(numbers)
+    return F.when(positive, 1).otherwise(0)
+
+
+def add_time_features(rows: DataFrame, data: Data) -> DataFrame:
+    for name in data.features.time:
+        rows = rows.withColumn(name, TIME_FEATURES[name](F.col(data.time)).cast("double"))
+    return rows
+
+
+def history_columns(data: Data) -> list[str]:
+    return [f"hist_{key}_{kind}" for key in data.history.keys for kind in ("n", "ctr", "recent")]
+
+
+def add_history(rows: DataFrame, data: Data) -> DataFrame:
+    """Per key: labelled records seen, their smoothed click rate, and recent volume."""
+    h = data.history
+    rows = rows.withColumn("_t", F.col(data.time).cast("long"))
+    for key in h.keys:
+        ordered = Window.partitionBy(key).orderBy("_t")
+        known = ordered.rangeBetween(Window.unboundedPreceding, -max(h.lag_seconds, 1))
+        recent = ordered.rangeBetween(-h.recent_seconds, -1)
+        seen = F.count(F.lit(1)).over(known)
+        clicks = F.coalesce(F.sum(LABEL).over(known), F.lit(0))
+        has_key = F.col(key).isNotNull()
+        rows = (
+            rows.withColumn(f"hist_{key}_n", F.when(has_key, seen.cast("double")))
+            .withColumn(f"hist_{key}_ctr", F.when(
+                has_key, (clicks + h.prior_alpha) / (seen + h.prior_alpha + h.prior_beta)))
+            .withColumn(f"hist_{key}_recent",
+                        F.when(has_key, F.count(F.lit(1)).over(recent).cast("double")))
+        )
+    return rows.drop("_t")
+
+
+def feature_names(data: Data) -> dict[str, list[str]]:
+    numeric = list(data.features.numeric) + list(data.features.time) + history_columns(data)
+    return {"categorical": list(data.features.categorical), "numeric": numeric}
+
+
+def select_features(rows: DataFrame, data: Data, key: str) -> DataFrame:
+    names = feature_names(data)
+    return rows.select(
+        F.col(key).cast("string").alias(key),
+        F.col(data.time),
+        F.col(LABEL).cast("int"),
+        *[F.col(c).cast("string") for c in names["categorical"]],
+        *[F.col(c).cast("double") for c in names["numeric"]],
+    )

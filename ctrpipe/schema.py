@@ -1,0 +1,141 @@
+"""Read a raw table against its declared schema and tell good records from bad.
+
+Whole-file problems (missing, empty, a missing column, a Parquet column of the wrong type)
+raise DataError. Record problems (a malformed line, a value that does not parse, a null
+where none is allowed, a value out of range, a duplicate key) mark the record with one
+reason, the first that applies, so it can be quarantined and counted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import Column as SparkColumn
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from ctrpipe.config import Column, Table
+from ctrpipe.errors import DataError
+
+CORRUPT = "_record"  # the raw text of a line Spark could not parse
+REASON = "reason"
+SPARK_TYPES = {
+    "string": T.StringType(),
+    "int": T.IntegerType(),
+    "long": T.LongType(),
+    "double": T.DoubleType(),
+    "boolean": T.BooleanType(),
+    "timestamp": T.TimestampType(),
+}
+NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
+           T.DecimalType)
+
+
+def read_raw(spark: SparkSession, path: Path, table: Table) -> DataFrame:
+    """Declared columns as raw strings (native types for Parquet), plus the corrupt text."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file, expected records")
+    fmt = table.file_format
+    if fmt == "parquet":
+        return _read_parquet(spark, path, table)
+    if fmt == "csv":
+        names = _csv_header(path, table.sep)
+        _require_columns(path, table, names, "header has")
+    else:
+        names = list(table.columns)
+    schema = T.StructType([T.StructField(n, T.StringType()) for n in names]
+                          + [T.StructField(CORRUPT, T.StringType())])
+    reader = spark.read.schema(schema).option("mode", "PERMISSIVE")
+    reader = reader.option("columnNameOfCorruptRecord", CORRUPT)
+    if fmt == "csv":
+        df = reader.csv(str(path), header=True, sep=table.sep, enforceSchema=True)
+    else:
+        df = reader.json(str(path))
+    return df.select(*table.columns, CORRUPT)
+
+
+def _csv_header(path: Path, sep: str) -> list[str]:
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            first = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from exc
+    return [name.strip().strip('"') for name in first.split(sep)]
+
+
+def _require_columns(path: Path, table: Table, names: list[str], where: str) -> None:
+    missing = [c for c in table.columns if c not in names]
+    if missing:
+        raise DataError(f"{path}: column '{missing[0]}' missing ({where}: {', '.join(names)})")
+
+
+def _read_parquet(spark: SparkSession, path: Path, table: Table) -> DataFrame:
+    try:
+        df = spark.read.parquet(str(path))
+    except Exception as exc:  # Spark wraps a bad footer in a Java exception
+        raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})")
+    types = dict((f.name, f.dataType) for f in df.schema.fields)
+    _require_columns(path, table, list(types), "file has")
+    for name, col in table.columns.items():
+        if not _compatible(types[name], SPARK_TYPES[col.type]):
+            raise DataError(f"{path}: column '{name}' has type {types[name].simpleString()}, "
+                            f"expected {col.type}")
+    return df.select(*table.columns, F.lit(None).cast("string").alias(CORRUPT))
+
+
+def _compatible(found: T.DataType, wanted: T.DataType) -> bool:
+    if isinstance(wanted, T.StringType) or found == wanted:
+        return True
+    if isinstance(wanted, (T.IntegerType, T.LongType, T.DoubleType)):
+        return isinstance(found, NUMERIC)
+    if isinstance(wanted, T.TimestampType):
+        return isinstance(found, (T.TimestampType, T.TimestampNTZType, T.DateType))
+    return False
+
+
+def check(raw: DataFrame, table: Table) -> DataFrame:
+    """Typed declared columns, the raw text of each, and `reason` (null when good)."""
+    typed, reasons = [], [F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_record"))]
+    for name, col in table.columns.items():
+        value = F.col(name).try_cast(SPARK_TYPES[col.type])
+        typed.append(value.alias(name))
+        reasons += _column_reasons(name, col, F.col(name), value)
+    checked = raw.select(*typed, *[F.col(n).cast("string").alias(f"_raw_{n}")
+                                   for n in table.columns],
+                         F.col(CORRUPT), F.coalesce(*reasons).alias(REASON))
+    if table.key is None:
+        return checked
+    # Among records good so far, a repeated key keeps one (the smallest record) only.
+    order = [F.col(REASON).isNotNull()]
+    order += [F.col(f"_raw_{n}").asc_nulls_first() for n in table.columns]
+    rank = F.row_number().over(Window.partitionBy(table.key).orderBy(*order))
+    dup = F.when(F.col(REASON).isNull() & (rank > 1), F.lit(f"duplicate_key:{table.key}"))
+    return checked.withColumn(REASON, F.coalesce(F.col(REASON), dup))
+
+
+def _column_reasons(name: str, col: Column, raw: SparkColumn, value: SparkColumn) -> list:
+    missing = raw.isNull() | (F.trim(raw.cast("string")) == "")
+    out = [F.when(~missing & value.isNull(), F.lit(f"bad_type:{name}"))]
+    if not col.nullable:
+        out.append(F.when(missing, F.lit(f"null:{name}")))
+    if col.min is not None:
+        out.append(F.when(value < col.min, F.lit(f"out_of_range:{name}")))
+    if col.max is not None:
+        out.append(F.when(value > col.max, F.lit(f"out_of_range:{name}")))
+    if col.values is not None:
+        out.append(F.when(~missing & ~value.isin(col.values), F.lit(f"unknown_value:{name}")))
+    return out
+
+
+def good(checked: DataFrame, table: Table) -> DataFrame:
+    return checked.where(F.col(REASON).isNull()).select(*table.columns)
+
+
+def bad(checked: DataFrame, table: Table) -> DataFrame:
+    """Bad records as they came in (raw text), with their reason, in a stable order."""
+    cols = [F.col(f"_raw_{n}").alias(n) for n in table.columns]
+    out = checked.where(F.col(REASON).isNotNull()).select(*cols, F.col(CORRUPT), F.col(REASON))
+    return out.orderBy(REASON, *[F.col(n).asc_nulls_first() for n in table.columns], CORRUPT)
