@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -28,33 +30,23 @@ SPARK_TYPES = {
     "boolean": T.BooleanType(),
     "timestamp": T.TimestampType(),
 }
-NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
-           T.DecimalType)
 
 
-def read_raw(spark: SparkSession, path: Path, table: Table) -> DataFrame:
-    """Declared columns as raw strings (native types for Parquet), plus the corrupt text."""
+def inspect_file(path: Path, table: Table) -> list[str]:
+    """Whole-file checks, cheap enough to run before Spark starts; the file's columns."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file, expected records")
     fmt = table.file_format
-    if fmt == "parquet":
-        return _read_parquet(spark, path, table)
-    if fmt == "csv":
-        names = _csv_header(path, table.sep)
-        _require_columns(path, table, names, "header has")
-    else:
-        names = list(table.columns)
-    schema = T.StructType([T.StructField(n, T.StringType()) for n in names]
-                          + [T.StructField(CORRUPT, T.StringType())])
-    reader = spark.read.schema(schema).option("mode", "PERMISSIVE")
-    reader = reader.option("columnNameOfCorruptRecord", CORRUPT)
-    if fmt == "csv":
-        df = reader.csv(str(path), header=True, sep=table.sep, enforceSchema=True)
-    else:
-        df = reader.json(str(path))
-    return df.select(*table.columns, CORRUPT)
+    if fmt == "json":
+        return list(table.columns)  # JSON lines name their fields per record
+    names = _parquet_columns(path, table) if fmt == "parquet" else _csv_header(path, table.sep)
+    missing = [c for c in table.columns if c not in names]
+    if missing:
+        where = "file has" if fmt == "parquet" else "header has"
+        raise DataError(f"{path}: column '{missing[0]}' missing ({where}: {', '.join(names)})")
+    return names
 
 
 def _csv_header(path: Path, sep: str) -> list[str]:
@@ -66,34 +58,45 @@ def _csv_header(path: Path, sep: str) -> list[str]:
     return [name.strip().strip('"') for name in first.split(sep)]
 
 
-def _require_columns(path: Path, table: Table, names: list[str], where: str) -> None:
-    missing = [c for c in table.columns if c not in names]
-    if missing:
-        raise DataError(f"{path}: column '{missing[0]}' missing ({where}: {', '.join(names)})")
-
-
-def _read_parquet(spark: SparkSession, path: Path, table: Table) -> DataFrame:
+def _parquet_columns(path: Path, table: Table) -> list[str]:
     try:
-        df = spark.read.parquet(str(path))
-    except Exception as exc:  # Spark wraps a bad footer in a Java exception
-        raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})")
-    types = dict((f.name, f.dataType) for f in df.schema.fields)
-    _require_columns(path, table, list(types), "file has")
+        found = pq.read_schema(path)
+    except Exception as exc:  # pyarrow raises several types for a bad footer
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
     for name, col in table.columns.items():
-        if not _compatible(types[name], SPARK_TYPES[col.type]):
-            raise DataError(f"{path}: column '{name}' has type {types[name].simpleString()}, "
+        if name in found.names and not _compatible(found.field(name).type, col.type):
+            raise DataError(f"{path}: column '{name}' has type {found.field(name).type}, "
                             f"expected {col.type}")
-    return df.select(*table.columns, F.lit(None).cast("string").alias(CORRUPT))
+    return found.names
 
 
-def _compatible(found: T.DataType, wanted: T.DataType) -> bool:
-    if isinstance(wanted, T.StringType) or found == wanted:
+def _compatible(found: pa.DataType, wanted: str) -> bool:
+    if wanted == "string" or pa.types.is_null(found):
         return True
-    if isinstance(wanted, (T.IntegerType, T.LongType, T.DoubleType)):
-        return isinstance(found, NUMERIC)
-    if isinstance(wanted, T.TimestampType):
-        return isinstance(found, (T.TimestampType, T.TimestampNTZType, T.DateType))
-    return False
+    if wanted in ("int", "long", "double"):
+        return pa.types.is_integer(found) or pa.types.is_floating(found) or \
+            pa.types.is_decimal(found)
+    if wanted == "timestamp":
+        return pa.types.is_timestamp(found) or pa.types.is_date(found)
+    return pa.types.is_boolean(found)
+
+
+def read_raw(spark: SparkSession, path: Path, table: Table) -> DataFrame:
+    """Declared columns as raw strings (native types for Parquet), plus the corrupt text."""
+    names = inspect_file(path, table)
+    fmt = table.file_format
+    if fmt == "parquet":
+        df = spark.read.parquet(str(path))
+        return df.select(*table.columns, F.lit(None).cast("string").alias(CORRUPT))
+    schema = T.StructType([T.StructField(n, T.StringType()) for n in names]
+                          + [T.StructField(CORRUPT, T.StringType())])
+    reader = spark.read.schema(schema).option("mode", "PERMISSIVE")
+    reader = reader.option("columnNameOfCorruptRecord", CORRUPT)
+    if fmt == "csv":
+        df = reader.csv(str(path), header=True, sep=table.sep, enforceSchema=True)
+    else:
+        df = reader.json(str(path))
+    return df.select(*table.columns, CORRUPT)
 
 
 def check(raw: DataFrame, table: Table) -> DataFrame:

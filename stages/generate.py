@@ -8,7 +8,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ctrpipe import config, dataset, features, io, spark, split
+from ctrpipe import config, dataset, features, io, schema, spark, split
 from ctrpipe.errors import exits_cleanly
 
 
@@ -25,6 +25,8 @@ def main(argv=None):
     started = time.perf_counter()
     params = config.load(args.params)
     data = params.data
+    for table in data.tables.values():  # fail fast, before Spark starts
+        schema.inspect_file(Path(args.raw) / table.path, table)
     session = spark.session(params.spark, app="generate")
     try:
         # Every check runs before the first write: a failure leaves no new output.

@@ -1,0 +1,66 @@
+"""Config: params.yaml stays the composition of conf/, and bad values name their key."""
+
+from __future__ import annotations
+
+import pytest
+
+from ctrpipe import config, params
+from ctrpipe.errors import ConfigError
+from tests.conftest import ROOT, params_dict
+
+
+def test_committed_params_equal_the_composition_of_conf():
+    assert params.is_current(ROOT), "params.yaml is stale: run `make params` and commit it"
+
+
+def test_compose_applies_hydra_overrides(tmp_path):
+    out = params.compose(tmp_path / "p.yaml", ["data.rows=1234", "spark=cluster"], root=ROOT)
+    loaded = config.load(out)
+    assert loaded.data.rows == 1234
+    assert loaded.spark.master.startswith("spark://")
+
+
+def test_large_preset_only_changes_the_size(tmp_path):
+    out = params.compose(tmp_path / "p.yaml", ["data=large"], root=ROOT)
+    large = config.load(out).data
+    default = config.parse(params_dict()).data
+    assert large.rows == 10_000_000
+    assert large.model_copy(update={"rows": default.rows}) == default
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"rows": -5}, r"data.rows: Input should be greater than 0 \(got -5\)"),
+    ({"rows": "many"}, r"data.rows: Input should be a valid integer"),
+    ({"source": "ftp"}, r"data.source: Input should be 'synthetic' or 'files' \(got 'ftp'\)"),
+    ({"sample": {"negative_rate": 0}}, r"data.sample.negative_rate: .*greater than 0"),
+    ({"golden": {"start": "2026-01-15", "end": "2026-01-14"}}, r"data.golden: .*must be after"),
+    ({"time": "user_id"}, r"data.time: column 'user_id' must have type timestamp"),
+    ({"base": "orders"}, r"data.base: unknown table 'orders'"),
+    ({"features": {"numeric": ["nope"]}}, r"data.features.numeric: .* column 'nope'"),
+    ({"features": {"numeric": ["device"]}}, r"data.features.numeric: column 'device' has type string"),
+    ({"joins": [{"table": "slots", "key": "user_id"}]}, r"data.joins.0.key: table 'slots' declares no column 'user_id'"),
+    ({"history": {"keys": ["nope"]}}, r"data.history.keys: .*'nope'"),
+    ({"label": {"column": "device"}}, r"data.label: set exactly one of 'column'"),
+    ({"tables": {"clicks": {"columns": {"click_ts": {"type": "date"}}}}},
+     r"data.tables.clicks.columns.click_ts.type: Input should be"),
+    ({"quality": {"max_bad_fraction": 2}}, r"data.quality.max_bad_fraction: .*less than or equal to 1"),
+    ({"typo": 1}, r"data.typo: Extra inputs are not permitted"),
+])
+def test_bad_values_name_the_key(changes, message):
+    with pytest.raises(ConfigError, match=r"^params.yaml: " + message):
+        config.parse(params_dict(data=changes))
+
+
+def test_unreadable_or_invalid_params_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing.yaml: cannot read"):
+        config.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
+        config.load(bad)
+
+
+def test_unknown_file_extension_asks_for_a_format():
+    table = config.Table(path="x.txt", columns={"a": config.Column(type="string")})
+    with pytest.raises(ConfigError, match=r"'x.txt': cannot tell its format"):
+        table.file_format
