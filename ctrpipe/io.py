@@ -13,6 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path, suffix: str = ""):
@@ -39,17 +41,26 @@ def write_json(path: str | Path, obj) -> None:
 
 
 def write_parquet(df, path: str | Path) -> None:
-    """Write a Spark DataFrame as one Parquet file with a fixed name.
+    """Write a Spark DataFrame as one Parquet file with a fixed name and stable bytes.
 
-    The caller orders the rows; one partition keeps that order and Spark's random
-    part-file name is dropped, so the same rows always give the same bytes.
+    The caller orders the rows; one partition keeps that order. Spark's Parquet writer
+    lists column encodings in a per-JVM hash order, so two runs of the same rows can
+    differ in bytes: its one part file is re-encoded by pyarrow, row group by row group,
+    which writes the same bytes for the same rows every time.
     """
     with atomic_path(path) as tmp:
-        df.coalesce(1).write.mode("error").parquet(str(tmp))
-        parts = sorted(tmp.glob("part-*.parquet"))
+        spark_out = tmp.parent / "spark"
+        df.coalesce(1).write.mode("error").parquet(str(spark_out))
+        parts = sorted(spark_out.glob("part-*.parquet"))
         if len(parts) != 1:
-            raise RuntimeError(f"expected one Parquet part in {tmp}, found {len(parts)}")
-        single = tmp.parent / "single.parquet"
-        os.replace(parts[0], single)
-        shutil.rmtree(tmp)
-        os.replace(single, tmp)
+            raise RuntimeError(f"expected one Parquet part in {spark_out}, found {len(parts)}")
+        reencode_parquet(parts[0], tmp)
+
+
+def reencode_parquet(src: Path, dst: Path) -> None:
+    source = pq.ParquetFile(src)
+    schema = source.schema_arrow.remove_metadata()
+    with pq.ParquetWriter(dst, schema, compression="snappy", store_schema=False) as writer:
+        for i in range(source.num_row_groups):
+            group = source.read_row_group(i).replace_schema_metadata(None)
+            writer.write_table(group, row_group_size=max(group.num_rows, 1))
