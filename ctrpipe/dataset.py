@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ctrpipe import features, schema, split
+from ctrpipe import features, io, schema, split
 from ctrpipe.config import Column, Data, Table
 from ctrpipe.errors import DataError
 
@@ -17,14 +19,10 @@ ROW_ID = "row_id"
 
 @dataclass
 class Dataset:
-    rows: DataFrame  # feature rows tagged with split.SPLIT, persisted
+    rows: DataFrame  # feature rows tagged with split.SPLIT
     quarantine: dict[str, DataFrame]  # bad records per table, raw text and reason
     key: str
     stats: dict = field(default_factory=dict)
-
-    def split_rows(self, name: str, time: str) -> DataFrame:
-        part = self.rows.where(F.col(split.SPLIT) == name).drop(split.SPLIT)
-        return part.orderBy(time, self.key)
 
 
 def build(spark: SparkSession, data: Data, raw_dir: Path) -> Dataset:
@@ -37,22 +35,27 @@ def build(spark: SparkSession, data: Data, raw_dir: Path) -> Dataset:
             ROW_ID, F.xxhash64(*data.tables[data.base].columns).cast("string"))
     checked = {n: schema.check(raws[n], t) for n, t in tables.items()}
     checked = check_relations(checked, tables, data)
-    checked = {n: c.persist() for n, c in checked.items()}
+    checked = {n: c.persist(StorageLevel.MEMORY_AND_DISK) for n, c in checked.items()}
     stats = {"tables": {n: reason_counts(checked[n], raw_dir / t.path, t)
                         for n, t in tables.items()}}
     enforce_quality(stats["tables"], tables, data, raw_dir)
 
     key = tables[data.base].key
     good = {n: schema.good(checked[n], t) for n, t in tables.items()}
-    rows = features.join_dimensions(good[data.base], good, data)
+    rows = good[data.base].select(*features.base_columns(data, key))
     events = good[data.label.table] if data.label.table else None
-    rows = features.add_label(rows, events, data, key)
+    rows = features.add_label(rows, events, data)
     rows = features.add_time_features(rows, data)
-    rows = features.add_history(rows, data)
+    # History shuffles the rows once per key: do it while they are narrow, before the
+    # dimension tables widen them, unless a key comes from a dimension table.
+    early = set(data.history.keys) <= set(rows.columns)
+    if early:
+        rows = features.add_history(rows, data)
+    rows = features.join_dimensions(rows, good, data)
+    if not early:
+        rows = features.add_history(rows, data)
     rows = features.select_features(rows, data, key)
-    rows = split.assign(rows, data, key).persist()
-    stats["splits"] = split_counts(rows)
-    check_splits(stats["splits"], data)
+    rows = split.assign(rows, data, key)
     quarantine = {n: schema.bad(checked[n], t) for n, t in tables.items()}
     return Dataset(rows=rows, quarantine=quarantine, key=key, stats=stats)
 
@@ -95,7 +98,7 @@ def reason_counts(checked: DataFrame, path: Path, table: Table) -> dict:
     """Records, bad records by reason; a column no record carries is a missing column."""
     per_reason = checked.groupBy(schema.REASON).agg(
         F.count(F.lit(1)).alias("n"),
-        *[F.count(F.col(f"_raw_{c}")).alias(c) for c in table.columns],
+        *[F.count(F.col(c)).alias(c) for c in table.columns],
     ).collect()
     records = sum(r["n"] for r in per_reason)
     if records == 0:
@@ -117,6 +120,30 @@ def enforce_quality(counts: dict, tables: dict[str, Table], data: Data, raw_dir:
                 f"{raw_dir / tables[name].path}: {c['bad_fraction']:.2%} of {c['records']:,} "
                 f"records are bad, over data.quality.max_bad_fraction={limit}; "
                 f"top reason: {top} ({n:,} records)")
+
+
+def write_splits(built: Dataset, data: Data, out_dir: Path) -> dict:
+    """Write train / validation / golden in one Spark job; check them before they land.
+
+    One sorted pass partitioned by split costs a single shuffle, where a cached frame
+    filtered three times would cost a cache and three sorts.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", dir=out_dir.parent) as tmp:
+        staged = Path(tmp) / "splits"
+        # One partition sorted locally: a global orderBy under a partitioned write is
+        # dropped by Spark's optimizer in favour of the writer's own sort by split alone.
+        ordered = built.rows.repartition(1).sortWithinPartitions(split.SPLIT, data.time,
+                                                                built.key)
+        ordered.write.partitionBy(split.SPLIT).parquet(str(staged))
+        session = built.rows.sparkSession
+        counts = split_counts(session.read.parquet(str(staged)))
+        check_splits(counts, data)
+        for name in split.SPLITS:
+            (part,) = (staged / f"{split.SPLIT}={name}").glob("part-*.parquet")
+            with io.atomic_path(out_dir / f"{name}.parquet") as dst:
+                io.reencode_parquet(part, dst)
+    return counts
 
 
 def split_counts(rows: DataFrame) -> dict:

@@ -18,6 +18,14 @@ WEIGHT = "weight"
 TIME_FEATURES = {"hour": F.hour, "day_of_week": F.dayofweek}
 
 
+def base_columns(data: Data, key: str) -> list[str]:
+    """The base table's columns that any later step reads; the rest are dropped early."""
+    declared = data.tables[data.base].columns
+    used = [key, data.time, data.label.key or data.label.column, *data.history.keys,
+            *(j.key for j in data.joins), *data.features.categorical, *data.features.numeric]
+    return [c for c in dict.fromkeys(used) if c in declared or c == key]
+
+
 def join_dimensions(rows: DataFrame, dims: dict[str, DataFrame], data: Data) -> DataFrame:
     for join in data.joins:
         dim = dims[join.table]
@@ -26,20 +34,19 @@ def join_dimensions(rows: DataFrame, dims: dict[str, DataFrame], data: Data) -> 
     return rows
 
 
-def add_label(rows: DataFrame, events: DataFrame | None, data: Data, key: str) -> DataFrame:
+def add_label(rows: DataFrame, events: DataFrame | None, data: Data) -> DataFrame:
     label = data.label
     if label.table is None:
         return rows.withColumn(LABEL, _label_from_column(data))
-    # An event counts when it arrives within the window after the base record.
+    # An event counts when it arrives within the window after the base record. Events
+    # are few next to base records (clicks next to impressions): grouped by key and
+    # broadcast, they label the rows without shuffling them.
+    times = events.groupBy(label.key).agg(F.collect_list(label.time).alias("_event_times"))
     start = F.col(data.time)
     end = start + F.make_interval(secs=F.lit(label.window_seconds))
-    hits = (
-        rows.select(*dict.fromkeys([key, label.key, data.time]))
-        .join(events.select(label.key, F.col(label.time).alias("_event_time")), label.key)
-        .where((F.col("_event_time") >= start) & (F.col("_event_time") <= end))
-        .select(key).distinct().withColumn(LABEL, F.lit(1))
-    )
-    return rows.join(hits, key, "left").fillna(0, subset=[LABEL])
+    hit = F.exists(F.col("_event_times"), lambda t: (t >= start) & (t <= end))
+    rows = rows.join(F.broadcast(times), label.key, "left")
+    return rows.withColumn(LABEL, F.coalesce(hit, F.lit(False)).cast("int")).drop("_event_times")
 
 
 def _label_from_column(data: Data):
@@ -71,17 +78,23 @@ def add_history(rows: DataFrame, data: Data) -> DataFrame:
     rows = rows.withColumn("_t", F.col(data.time).cast("long"))
     for key in h.keys:
         ordered = Window.partitionBy(key).orderBy("_t")
-        known = ordered.rangeBetween(Window.unboundedPreceding, -max(h.lag_seconds, 1))
-        recent = ordered.rangeBetween(-h.recent_seconds, -1)
+
+        def before(seconds: int):
+            return ordered.rangeBetween(Window.unboundedPreceding, -seconds)
+
+        known = before(max(h.lag_seconds, 1))
         seen = F.count(F.lit(1)).over(known)
         clicks = F.coalesce(F.sum(LABEL).over(known), F.lit(0))
+        # Recent volume as a difference of two running counts: Spark recomputes a
+        # sliding frame's aggregate on every row, a running one incrementally.
+        recent = F.count(F.lit(1)).over(before(1)) - \
+            F.count(F.lit(1)).over(before(h.recent_seconds + 1))
         has_key = F.col(key).isNotNull()
         rows = (
             rows.withColumn(f"hist_{key}_n", F.when(has_key, seen.cast("double")))
             .withColumn(f"hist_{key}_ctr", F.when(
                 has_key, (clicks + h.prior_alpha) / (seen + h.prior_alpha + h.prior_beta)))
-            .withColumn(f"hist_{key}_recent",
-                        F.when(has_key, F.count(F.lit(1)).over(recent).cast("double")))
+            .withColumn(f"hist_{key}_recent", F.when(has_key, recent.cast("double")))
         )
     return rows.drop("_t")
 

@@ -100,23 +100,27 @@ def read_raw(spark: SparkSession, path: Path, table: Table) -> DataFrame:
 
 
 def check(raw: DataFrame, table: Table) -> DataFrame:
-    """Typed declared columns, the raw text of each, and `reason` (null when good)."""
-    typed, reasons = [], [F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_record"))]
+    """The declared columns as raw text, the corrupt text, and `reason` (null when good).
+
+    Only text is kept: it is what the quarantine shows, and it keeps the rows narrow
+    through the shuffle that finds duplicate keys. `good()` types the values.
+    """
+    reasons = [F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_record"))]
     for name, col in table.columns.items():
-        value = F.col(name).try_cast(SPARK_TYPES[col.type])
-        typed.append(value.alias(name))
-        reasons += _column_reasons(name, col, F.col(name), value)
-    checked = raw.select(*typed, *[F.col(n).cast("string").alias(f"_raw_{n}")
-                                   for n in table.columns],
-                         F.col(CORRUPT), F.coalesce(*reasons).alias(REASON))
+        reasons += _column_reasons(name, col, F.col(name), _typed(name, col))
+    checked = raw.select(*[F.col(n).cast("string") for n in table.columns], F.col(CORRUPT),
+                         F.coalesce(*reasons).alias(REASON))
     if table.key is None:
         return checked
     # Among records good so far, a repeated key keeps one (the smallest record) only.
-    order = [F.col(REASON).isNotNull()]
-    order += [F.col(f"_raw_{n}").asc_nulls_first() for n in table.columns]
+    order = [F.col(REASON).isNotNull()] + [F.col(n).asc_nulls_first() for n in table.columns]
     rank = F.row_number().over(Window.partitionBy(table.key).orderBy(*order))
     dup = F.when(F.col(REASON).isNull() & (rank > 1), F.lit(f"duplicate_key:{table.key}"))
     return checked.withColumn(REASON, F.coalesce(F.col(REASON), dup))
+
+
+def _typed(name: str, col: Column) -> SparkColumn:
+    return F.col(name).try_cast(SPARK_TYPES[col.type])
 
 
 def _column_reasons(name: str, col: Column, raw: SparkColumn, value: SparkColumn) -> list:
@@ -134,11 +138,12 @@ def _column_reasons(name: str, col: Column, raw: SparkColumn, value: SparkColumn
 
 
 def good(checked: DataFrame, table: Table) -> DataFrame:
-    return checked.where(F.col(REASON).isNull()).select(*table.columns)
+    """Good records with their declared types."""
+    typed = [_typed(n, c).alias(n) for n, c in table.columns.items()]
+    return checked.where(F.col(REASON).isNull()).select(*typed)
 
 
 def bad(checked: DataFrame, table: Table) -> DataFrame:
     """Bad records as they came in (raw text), with their reason, in a stable order."""
-    cols = [F.col(f"_raw_{n}").alias(n) for n in table.columns]
-    out = checked.where(F.col(REASON).isNotNull()).select(*cols, F.col(CORRUPT), F.col(REASON))
+    out = checked.where(F.col(REASON).isNotNull())
     return out.orderBy(REASON, *[F.col(n).asc_nulls_first() for n in table.columns], CORRUPT)

@@ -52,6 +52,11 @@ def session(cfg: Spark, app: str = "ctrpipe"):
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.parquet.compression.codec", "snappy")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        # A small machine is short of CPU, not of disk or memory: skip compressing what
+        # is cached or shuffled.
+        .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
+        .config("spark.shuffle.compress", "false")
+        .config("spark.shuffle.spill.compress", "false")
         .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         .config("spark.hadoop.parquet.enable.summary-metadata", "false")
     )

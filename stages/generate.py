@@ -8,7 +8,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ctrpipe import config, dataset, features, io, schema, spark, split
+from ctrpipe import config, dataset, features, io, schema, spark
 from ctrpipe.errors import exits_cleanly
 
 
@@ -29,11 +29,10 @@ def main(argv=None):
         schema.inspect_file(Path(args.raw) / table.path, table)
     session = spark.session(params.spark, app="generate")
     try:
-        # Every check runs before the first write: a failure leaves no new output.
+        # Every check runs before an output lands: a failure leaves no new output.
         built = dataset.build(session, data, Path(args.raw))
         out = Path(args.out)
-        for name in split.SPLITS:
-            io.write_parquet(built.split_rows(name, data.time), out / f"{name}.parquet")
+        built.stats["splits"] = dataset.write_splits(built, data, out)
         io.write_json(out / "features.json", {
             "id": built.key, "time": data.time, "label": features.LABEL,
             "weight": features.WEIGHT, **features.feature_names(data)})

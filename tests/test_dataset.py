@@ -17,10 +17,16 @@ def rows_by_id(built) -> dict:
     return {r["event_id"]: r.asDict() for r in built.rows.collect()}
 
 
+def build_and_write(spark, params, raw, out):
+    built = dataset.build(spark, params.data, raw)
+    built.stats["splits"] = dataset.write_splits(built, params.data, out)
+    return built
+
+
 @pytest.fixture(scope="module")
 def built(spark, tmp_path_factory):
     raw = tinyraw.write(tmp_path_factory.mktemp("raw"), dirty=True)
-    return dataset.build(spark, make_params(**TINY).data, raw)
+    return build_and_write(spark, make_params(**TINY), raw, tmp_path_factory.mktemp("out"))
 
 
 def test_label_counts_clicks_inside_the_window_only(built):
@@ -95,11 +101,12 @@ def test_single_class_label_is_refused(spark, tmp_path):
     (raw / "clicks.jsonl").write_text('{"click_id": "k1", "event_id": "e01", '
                                       '"click_ts": "2026-01-05 00:00:00"}\n')
     with pytest.raises(DataError, match=r"label: only one class \(0\) in the train split"):
-        dataset.build(spark, make_params(**TINY).data, raw)
+        build_and_write(spark, make_params(**TINY), raw, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing landed
 
 
 def test_empty_golden_window_is_refused(spark, tmp_path):
     raw = tinyraw.write(tmp_path)
     params = make_params(data={"golden": {"start": "2027-01-01", "end": "2027-01-02"}})
     with pytest.raises(DataError, match=r"golden split is empty"):
-        dataset.build(spark, params.data, raw)
+        build_and_write(spark, params, raw, tmp_path / "out")
