@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYTHONHASHSEED := 0
+export DVC_NO_ANALYTICS := 1
 
 .PHONY: setup params repro test test-fast bench lock clean
 

@@ -1,0 +1,98 @@
+"""`dvc repro` end to end, in a temp git repository holding a copy of the project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "SPARK_LOCAL_IP": "127.0.0.1"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def copy_project(dest: Path) -> Path:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if name.startswith(("data/", "metrics/")) and name != "data/external/README.md":
+            continue
+        if name == "dvc.lock" or not (ROOT / name).is_file():
+            continue
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+def stage_runs(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def lock_hashes(repo: Path) -> dict[str, str]:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values()
+            for out in stage.get("outs", [])}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = copy_project(tmp_path_factory.mktemp("project"))
+    # The tiny preset keeps the whole run under a minute.
+    config = repo / "conf" / "config.yaml"
+    config.write_text(config.read_text().replace("data: synthetic", "data: tiny"))
+    spark = repo / "conf" / "spark" / "local.yaml"
+    spark.write_text(spark.read_text().replace("driver_memory: 4g", "driver_memory: 1g"))
+    run(["git", "init", "-q"], repo)
+    run([sys.executable, "-m", "ctrpipe.params"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], repo)
+    return repo
+
+
+def test_repro_builds_every_output(repo):
+    out = run(["dvc", "repro"], repo)
+    assert stage_runs(out) == ["ingest", "generate"]
+    for split in ("train", "validation", "golden"):
+        table = pq.read_table(repo / "data" / "processed" / f"{split}.parquet")
+        assert table.num_rows > 500
+        assert set(table.column("label").to_pylist()) == {0, 1}
+    assert (repo / "data" / "quarantine" / "impressions.parquet").is_file()
+    assert yaml.safe_load((repo / "metrics" / "data.json").read_text())["tables"]["impressions"]["bad"] > 0
+
+    again = run(["dvc", "repro"], repo)
+    assert stage_runs(again) == []
+    assert run(["dvc", "status"], repo).strip() == "Data and pipelines are up to date."
+
+
+def test_changed_generate_param_reruns_generate_only(repo):
+    before = lock_hashes(repo)
+    out = run(["dvc", "exp", "run", "-S", "data.sample.negative_rate=0.5"], repo)
+    assert stage_runs(out) == ["generate"]
+    assert yaml.safe_load((repo / "params.yaml").read_text())["data"]["sample"]["negative_rate"] == 0.5
+    after = lock_hashes(repo)
+    assert after["data/raw"] == before["data/raw"]
+    assert after["data/processed/train.parquet"] != before["data/processed/train.parquet"]
+    # The golden set depends on its own window, never on sampling.
+    assert after["data/processed/golden.parquet"] == before["data/processed/golden.parquet"]
+    assert after["data/processed/validation.parquet"] == before["data/processed/validation.parquet"]
+
+
+def test_forced_rerun_reproduces_the_lock(repo):
+    before = (repo / "dvc.lock").read_text()
+    out = run(["dvc", "repro", "--force"], repo)
+    assert stage_runs(out) == ["ingest", "generate"]
+    assert (repo / "dvc.lock").read_text() == before
