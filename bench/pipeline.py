@@ -1,0 +1,100 @@
+"""Benchmark ingest + generate: wall time, throughput, peak memory, growth with rows.
+
+    python bench/pipeline.py                 # 1M and 10M impressions, plus a no-op repro
+    python bench/pipeline.py --rows 1e6 2e6  # chosen sizes
+
+Each size runs the real stage entry points in subprocesses on a composed params file,
+writing to a temp folder; peak memory is the whole process tree (Python and Spark's
+JVM), sampled every 0.1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ctrpipe import params  # noqa: E402
+
+
+def run_measured(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS bytes of the command and all its children."""
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "DVC_NO_ANALYTICS": "1"}
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    root, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree))
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    elapsed = time.perf_counter() - started
+    output = proc.stdout.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
+    return elapsed, peak
+
+
+def bench_size(rows: int, tmp: Path) -> dict:
+    work = tmp / f"rows{rows}"
+    work.mkdir()
+    p = params.compose(work / "params.yaml", [f"data.rows={rows}"], root=ROOT)
+    py = sys.executable
+    ingest = run_measured([py, "-m", "stages.ingest", "--params", str(p), "--out", str(work / "raw")])
+    generate = run_measured([py, "-m", "stages.generate", "--params", str(p),
+                             "--raw", str(work / "raw"), "--out", str(work / "out"),
+                             "--quarantine", str(work / "quarantine"),
+                             "--metrics", str(work / "metrics.json")])
+    return {"rows": rows, "ingest_s": ingest[0], "generate_s": generate[0],
+            "peak_gib": max(ingest[1], generate[1]) / 2**30}
+
+
+def noop_repro(times: int = 5) -> float:
+    dvc = str(Path(sys.executable).parent / "dvc")
+    status = subprocess.run([dvc, "status", "--quiet"], cwd=ROOT)
+    if status.returncode != 0:
+        return float("nan")  # the workspace is not reproduced; nothing to time
+    return statistics.median(run_measured([dvc, "repro"])[0] for _ in range(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=float, nargs="+", default=[1e6, 1e7])
+    args = parser.parse_args()
+
+    print(f"machine: {platform.machine()}, {psutil.cpu_count()} cores, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+    print(f"{'rows':>12} {'ingest s':>9} {'generate s':>11} {'total s':>8} "
+          f"{'rows/s':>9} {'peak GiB':>9}")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rows in (int(r) for r in args.rows):
+            r = bench_size(rows, Path(tmp))
+            results.append(r)
+            total = r["ingest_s"] + r["generate_s"]
+            print(f"{rows:>12,} {r['ingest_s']:>9.1f} {r['generate_s']:>11.1f} {total:>8.1f} "
+                  f"{rows / total:>9,.0f} {r['peak_gib']:>9.2f}", flush=True)
+    if len(results) > 1:
+        first, last = results[0], results[-1]
+        size = last["rows"] / first["rows"]
+        cost = (last["ingest_s"] + last["generate_s"]) / (first["ingest_s"] + first["generate_s"])
+        print(f"growth: {size:.0f}x rows took {cost:.1f}x time")
+    print(f"no-op dvc repro (median of 5): {noop_repro():.2f} s")
+
+
+if __name__ == "__main__":
+    main()
