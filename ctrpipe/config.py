@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ctrpipe.errors import ConfigError
 
 PARAMS_FILE = "params.yaml"
+S = TypeVar("S", bound=BaseModel)
 TYPES = ("string", "int", "long", "double", "boolean", "timestamp")
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "json", ".json": "json"}
 TIME_FEATURES = ("hour", "day_of_week")
@@ -151,74 +152,23 @@ class Spark(Strict):
     conf: dict[str, str | int | float | bool] = {}
 
 
-class Encoding(Strict):
-    max_categories: int = Field(200, gt=0)
-    min_count: int = Field(1, gt=0)
-
-
-class Model(Strict):
-    params: dict[str, str | int | float | bool | list[str]]
-    num_boost_round: int = Field(400, gt=0)
-    early_stopping_rounds: int = Field(30, gt=0)
-    encoding: Encoding = Encoding()
-
-
-class Dimension(Strict):
-    """One searched param: a numeric range or a list of choices."""
-
-    type: Literal["int", "float", "categorical"]
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: list[str | int | float | bool] | None = None
-
-    @model_validator(mode="after")
-    def _well_formed(self):
-        if self.type == "categorical":
-            if not self.choices:
-                raise ValueError("a categorical dimension needs a non-empty 'choices' list")
-        elif self.low is None or self.high is None or self.low > self.high:
-            raise ValueError(f"a {self.type} dimension needs low <= high "
-                             f"(got low={self.low}, high={self.high})")
-        elif self.log and self.low <= 0:
-            raise ValueError(f"a log-scaled dimension needs low > 0 (got {self.low})")
-        return self
-
-
-class Pruner(Strict):
-    startup_trials: int = Field(4, ge=0)
-    warmup_rounds: int = Field(20, ge=0)
-
-
-class Sweep(Strict):
-    n_trials: int = Field(gt=0)
-    sampler_seed: int = 0
-    sample_rows: int = Field(100_000, gt=0)
-    pruner: Pruner = Pruner()
-    space: dict[str, Dimension] = Field(min_length=1)
-
-
-class Evaluate(Strict):
-    slices: list[str] = []
-    min_slice_rows: int = Field(500, gt=0)
-    calibration_bins: int = Field(10, ge=2)
-
-
-class Package(Strict):
-    profile_bins: int = Field(10, ge=2)
-    profile_top_categories: int = Field(50, gt=0)
-
-
 class Params(BaseModel):
-    # Later issues add their groups (gate, monitor, ...); unknown top-level keys pass.
+    # The data stages' groups; every other group is checked by the stage that reads it,
+    # through section(), so a change to its schema does not invalidate the data stages.
     model_config = ConfigDict(extra="allow", frozen=True)
     seed: int = 0
     data: Data
     spark: Spark = Spark()
-    model: Model | None = None
-    sweep: Sweep | None = None
-    evaluate: Evaluate | None = None
-    package: Package | None = None
+
+    def section(self, name: str, schema: type[S], source: str = PARAMS_FILE) -> S:
+        """The top-level group `name`, checked against `schema`."""
+        raw = (self.model_extra or {}).get(name)
+        if raw is None:
+            raise ConfigError(f"{source}: no '{name}' group; run `make params`")
+        try:
+            return schema.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {name}.{describe(exc)}") from None
 
 
 def check_references(data: Data) -> None:

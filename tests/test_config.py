@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ctrpipe import config, params
+from ctrpipe import config, model_config, params
 from ctrpipe.errors import ConfigError
 from tests.conftest import ROOT, params_dict
 
@@ -64,3 +64,34 @@ def test_unknown_file_extension_asks_for_a_format():
     table = config.Table(path="x.txt", columns={"a": config.Column(type="string")})
     with pytest.raises(ConfigError, match=r"'x.txt': cannot tell its format"):
         table.file_format
+
+
+@pytest.mark.parametrize("group, change, message", [
+    ("sweep", {"n_trials": 0}, r"sweep.n_trials: Input should be greater than 0 \(got 0\)"),
+    ("sweep", {"n_trials": -3}, r"sweep.n_trials: Input should be greater than 0"),
+    ("sweep", {"space": {"eta": {"type": "float", "low": 1, "high": 0.1}}},
+     r"sweep.space.eta: a float dimension needs low <= high"),
+    ("sweep", {"space": {"eta": {"type": "float", "low": 0, "high": 1, "log": True}}},
+     r"sweep.space.eta: a log-scaled dimension needs low > 0"),
+    ("sweep", {"space": {"booster": {"type": "categorical"}}},
+     r"sweep.space.booster: a categorical dimension needs a non-empty 'choices' list"),
+    ("sweep", {"space": {"eta": {"type": "normal"}}}, r"sweep.space.eta.type: Input should be"),
+    ("model", {"num_boost_round": 0}, r"model.num_boost_round: Input should be greater than 0"),
+    ("evaluate", {"calibration_bins": 1}, r"evaluate.calibration_bins: .*greater than or equal to 2"),
+])
+def test_model_groups_name_the_bad_key(group, change, message):
+    raw = params_dict()
+    raw[group] = {**raw[group], **change}
+    if group == "sweep" and "space" in change:
+        raw[group]["space"] = change["space"]
+    schemas = {"sweep": model_config.Sweep, "model": model_config.Model,
+               "evaluate": model_config.Evaluate}
+    with pytest.raises(ConfigError, match=r"^params.yaml: " + message):
+        config.parse(raw).section(group, schemas[group])
+
+
+def test_empty_search_space_is_refused():
+    raw = params_dict()
+    raw["sweep"]["space"] = {}
+    with pytest.raises(ConfigError, match=r"sweep.space: Dictionary should have at least 1 item"):
+        config.parse(raw).section("sweep", model_config.Sweep)
