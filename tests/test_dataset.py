@@ -110,3 +110,14 @@ def test_empty_golden_window_is_refused(spark, tmp_path):
     params = make_params(data={"golden": {"start": "2027-01-01", "end": "2027-01-02"}})
     with pytest.raises(DataError, match=r"golden split is empty"):
         build_and_write(spark, params, raw, tmp_path / "out")
+
+
+def test_base_without_a_key_gets_a_content_id_and_loses_exact_copies(spark, tmp_path):
+    raw = tinyraw.write(tmp_path / "raw")
+    with (raw / "impressions.csv").open("a") as f:
+        f.write(tinyraw.impression_line(*tinyraw.IMPRESSIONS[2][:6]) + "\n")  # exact copy of e03
+    params = make_params(data={"tables": {"impressions": {"key": None}}, **TINY["data"]})
+    built = build_and_write(spark, params, raw, tmp_path / "out")
+    assert built.key == dataset.ROW_ID
+    assert built.stats["tables"]["impressions"]["reasons"] == {"duplicate_key:row_id": 1}
+    assert built.stats["splits"]["train"]["rows"] == 7
