@@ -60,7 +60,8 @@ class FeatureSchema:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        # Not sort_keys: the order of `categorical` is the order of the model's inputs.
+        return json.dumps(asdict(self), indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> FeatureSchema:

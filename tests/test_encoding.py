@@ -33,9 +33,13 @@ def test_encode_maps_unknown_to_other_and_keeps_missing():
     np.testing.assert_array_equal(x[:, 1], [1, 2, np.nan])  # 2 is the `other` code
 
 
-def test_schema_round_trips_through_json():
-    schema = fitted()
-    assert encoding.FeatureSchema.from_json(schema.to_json()) == schema
+def test_schema_round_trips_through_json_keeping_the_input_order():
+    roles = {**ROLES, "categorical": ["zone", "device"]}
+    train = pa.table({"zone": ["b", "a"], "device": ["m", "d"], "price": [1.0, 2.0]})
+    schema = encoding.fit(train, roles, 10, 1)
+    loaded = encoding.FeatureSchema.from_json(schema.to_json())
+    assert loaded == schema
+    assert loaded.names == ["price", "zone", "device"]
 
 
 @pytest.mark.parametrize("table, message", [
