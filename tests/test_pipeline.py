@@ -1,17 +1,24 @@
-"""`dvc repro` end to end, in a temp git repository holding a copy of the project."""
+"""`dvc repro` end to end, in a temp git repository holding a copy of the project.
+
+The tests share one repository and run in file order; each `dvc exp run` composes its
+params from conf/ plus its own override, relative to the state the previous test left.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from ctrpipe import package
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -63,9 +70,13 @@ def repo(tmp_path_factory) -> Path:
     return repo
 
 
+STAGES = ["ingest", "generate", "train", "evaluate", "package"]
+MODEL_STAGES = ["train", "evaluate", "package"]
+
+
 def test_repro_builds_every_output(repo):
     out = run(["dvc", "repro"], repo)
-    assert stage_runs(out) == ["ingest", "generate"]
+    assert stage_runs(out) == STAGES
     for split in ("train", "validation", "golden"):
         table = pq.read_table(repo / "data" / "processed" / f"{split}.parquet")
         assert table.num_rows > 500
@@ -73,15 +84,41 @@ def test_repro_builds_every_output(repo):
     assert (repo / "data" / "quarantine" / "impressions.parquet").is_file()
     assert yaml.safe_load((repo / "metrics" / "data.json").read_text())["tables"]["impressions"]["bad"] > 0
 
+    # The model beats a constant predictor (the validation base rate) on validation.
+    labels = np.array(pq.read_table(repo / "data/processed/validation.parquet").column("label"))
+    rate = labels.mean()
+    constant = -np.mean(labels * np.log(rate) + (1 - labels) * np.log(1 - rate))
+    metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())
+    assert metrics["validation"]["logloss"] < constant
+    assert metrics["validation"]["roc_auc"] > 0.6
+    assert set(metrics["golden"]["slices"]["device"]) >= {"mobile"}
+    trials = (repo / "reports/train/trials.csv").read_text().splitlines()
+    assert len(trials) == 1 + 12  # header and one row per trial of the default sweep
+    for plot in ("roc/golden.json", "calibration/validation.json", "feature_importance.json"):
+        assert (repo / "reports/evaluate/plots/custom" / plot).is_file()
+    loaded = package.load(repo / "models" / "package")  # checks the manifest
+    assert loaded.schema.names == json.loads((repo / "models/schema.json").read_text())["numeric"] \
+        + list(json.loads((repo / "models/schema.json").read_text())["categorical"])
+
     again = run(["dvc", "repro"], repo)
     assert stage_runs(again) == []
     assert run(["dvc", "status"], repo).strip() == "Data and pipelines are up to date."
 
 
-def test_changed_generate_param_reruns_generate_only(repo):
+def test_changed_train_param_reruns_only_the_model_stages(repo):
+    before = lock_hashes(repo)
+    out = run(["dvc", "exp", "run", "-S", "model.params.max_bin=64"], repo)
+    assert stage_runs(out) == MODEL_STAGES
+    after = lock_hashes(repo)
+    assert after["models/model.ubj"] != before["models/model.ubj"]
+    for data in ("data/raw", "data/processed/train.parquet", "data/processed/golden.parquet"):
+        assert after[data] == before[data]
+
+
+def test_changed_generate_param_reruns_generate_and_what_follows(repo):
     before = lock_hashes(repo)
     out = run(["dvc", "exp", "run", "-S", "data.sample.negative_rate=0.5"], repo)
-    assert stage_runs(out) == ["generate"]
+    assert stage_runs(out) == ["generate", *MODEL_STAGES]
     assert yaml.safe_load((repo / "params.yaml").read_text())["data"]["sample"]["negative_rate"] == 0.5
     after = lock_hashes(repo)
     assert after["data/raw"] == before["data/raw"]
@@ -94,5 +131,5 @@ def test_changed_generate_param_reruns_generate_only(repo):
 def test_forced_rerun_reproduces_the_lock(repo):
     before = (repo / "dvc.lock").read_text()
     out = run(["dvc", "repro", "--force"], repo)
-    assert stage_runs(out) == ["ingest", "generate"]
+    assert stage_runs(out) == STAGES
     assert (repo / "dvc.lock").read_text() == before

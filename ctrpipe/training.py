@@ -1,0 +1,148 @@
+"""Train one XGBoost booster on the encoded splits, stopping early on validation.
+
+The train stage reads and checks the splits, encodes them into DMatrix objects, trains
+(once per sweep trial on a sample, then once on all of train) and keeps the booster cut to
+its best iteration. Every check runs before training, so bad input fails in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import xgboost as xgb
+
+from ctrpipe import metrics
+from ctrpipe.encoding import FeatureSchema
+from ctrpipe.errors import ConfigError, DataError
+from ctrpipe.model_config import Model
+
+VALIDATION = "validation"  # the eval set's name in XGBoost's evaluation log
+METRIC = "logloss"  # what early stopping and the sweep minimise
+ROLES = ("id", "time", "label", "weight", "categorical", "numeric")
+
+
+def read_roles(path: str | Path) -> dict:
+    """features.json from generate: which column is the label, the weight, each feature."""
+    path = Path(path)
+    try:
+        roles = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found; run `dvc repro generate` first") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not readable JSON ({exc})") from None
+    missing = [key for key in ROLES if key not in roles]
+    if missing:
+        raise DataError(f"{path}: no '{missing[0]}' key (expected {', '.join(ROLES)})")
+    return roles
+
+
+def read_split(path: str | Path, roles: dict) -> pa.Table:
+    """The label, weight and feature columns of one split, checked for training."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run `dvc repro generate` first")
+    try:
+        names = pq.read_schema(path).names
+        columns = [roles["label"], roles["weight"], *roles["numeric"], *roles["categorical"]]
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(f"{path}: column '{missing[0]}' missing (features.json lists it)")
+        table = pq.read_table(path, columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no rows")
+    check_label(table.column(roles["label"]), f"{path}: column '{roles['label']}'")
+    check_weight(table.column(roles["weight"]), f"{path}: column '{roles['weight']}'")
+    return table
+
+
+def check_label(label: pa.ChunkedArray, where: str) -> None:
+    if not (pa.types.is_integer(label.type) or pa.types.is_boolean(label.type)
+            or pa.types.is_floating(label.type)):
+        raise DataError(f"{where}: has type {label.type}; expected 0/1")
+    if label.null_count:
+        raise DataError(f"{where}: {label.null_count} null labels")
+    classes = sorted(pc.unique(label.cast(pa.float64())).to_pylist())
+    if not set(classes) <= {0.0, 1.0}:
+        raise DataError(f"{where}: labels must be 0 or 1 (found {classes[-1]:g})")
+    if len(classes) < 2:
+        # Logloss and AUC need both classes, and a one-class train set learns nothing.
+        raise DataError(f"{where}: only the class {classes[0]:g}; expected both 0 and 1")
+
+
+def check_weight(weight: pa.ChunkedArray, where: str) -> None:
+    if not (pa.types.is_floating(weight.type) or pa.types.is_integer(weight.type)):
+        raise DataError(f"{where}: has type {weight.type}; expected a number")
+    if weight.null_count or pc.min(weight).as_py() <= 0:
+        raise DataError(f"{where}: weights must be positive and not null")
+
+
+def to_dmatrix(table: pa.Table, schema: FeatureSchema, source: str | Path,
+               nthread: int = -1) -> xgb.DMatrix:
+    """The encoded features with label and weight, columns named as in the schema."""
+    def column(name):
+        return table.column(name).cast(pa.float32()).to_numpy()
+
+    return xgb.DMatrix(schema.encode(table, source=str(source)), label=column(schema.label),
+                       weight=column(schema.weight), feature_names=schema.names,
+                       nthread=nthread)
+
+
+def booster_params(model: Model, overrides: dict | None = None) -> dict:
+    """The model's fixed params with a trial's (or the best trial's) params on top."""
+    metric = model.params.get("eval_metric", METRIC)
+    if metric != METRIC:
+        raise ConfigError(f"model.params.eval_metric: must be '{METRIC}' (early stopping and "
+                          f"the sweep minimise validation logloss; got {metric!r})")
+    return {**model.params, "eval_metric": METRIC, **(overrides or {})}
+
+
+def train(params: dict, dtrain: xgb.DMatrix, dvalid: xgb.DMatrix, model: Model,
+          callbacks: list | tuple = ()) -> xgb.Booster:
+    """Up to `num_boost_round` rounds, stopping when validation logloss has not improved
+    for `early_stopping_rounds`; the booster keeps every round and knows its best one."""
+    # Early stopping first: XGBoost stops asking callbacks once one says stop, and the
+    # best iteration must count every round that was evaluated.
+    stopping = xgb.callback.EarlyStopping(rounds=model.early_stopping_rounds,
+                                          metric_name=METRIC, data_name=VALIDATION)
+    try:
+        return xgb.train(params, dtrain, num_boost_round=model.num_boost_round,
+                         evals=[(dvalid, VALIDATION)], callbacks=[stopping, *callbacks],
+                         verbose_eval=False)
+    except xgb.core.XGBoostError as exc:
+        # XGBoost appends a native stack trace; its first line names the param.
+        reason = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"model.params / sweep.space: XGBoost rejected {reason!r}") from None
+
+
+def best_model(booster: xgb.Booster) -> xgb.Booster:
+    """The booster cut to its best iteration: whoever loads it predicts the same without
+    knowing the iteration. Slicing drops the feature names, so they are put back."""
+    best = booster[: booster.best_iteration + 1]
+    best.feature_names = booster.feature_names
+    best.feature_types = booster.feature_types
+    return best
+
+
+def evaluate(booster: xgb.Booster, dmatrix: xgb.DMatrix) -> dict[str, float]:
+    """Weighted logloss and AUC of the booster's predictions on `dmatrix`."""
+    label, weight = dmatrix.get_label(), dmatrix.get_weight()
+    prob = booster.predict(dmatrix).astype(np.float64)
+    return {"logloss": metrics.logloss(label, prob, weight),
+            "auc": metrics.roc_auc(label, prob, weight)}
+
+
+def summary(booster: xgb.Booster, best: xgb.Booster, params: dict,
+            metrics: dict[str, float]) -> dict:
+    """What models/params.json records about the final model."""
+    return {"params": params,
+            "best_iteration": booster.best_iteration,
+            "rounds_trained": booster.num_boosted_rounds(),
+            "trees": len(best.get_dump()),
+            "validation": {name: round(value, 6) for name, value in metrics.items()}}
