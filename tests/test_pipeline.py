@@ -6,10 +6,13 @@ params from conf/ plus its own override, relative to the state the previous test
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -133,3 +136,26 @@ def test_forced_rerun_reproduces_the_lock(repo):
     out = run(["dvc", "repro", "--force"], repo)
     assert stage_runs(out) == STAGES
     assert (repo / "dvc.lock").read_text() == before
+
+
+def test_hydra_sweep_across_runs_through_the_queue(repo):
+    """The README's recipe: multi-value -S queues one experiment per value."""
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], repo)
+    run(["dvc", "exp", "run", "-S", "model.params.max_bin=32,64", "--queue"], repo)
+    try:
+        run(["dvc", "queue", "start", "-j", "1"], repo)
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            status = run(["dvc", "queue", "status"], repo)
+            if not any(word in status for word in ("Queued", "Running")):
+                break
+            time.sleep(3)
+    finally:
+        run(["dvc", "queue", "stop"], repo)
+    assert "Failed" not in status, status
+    table = run(["dvc", "exp", "show", "--csv"], repo)
+    rows = list(csv.DictReader(io.StringIO(table)))
+    done = {r["model.params.max_bin"]: float(r["validation.roc_auc"]) for r in rows
+            if r["State"] == "Success"}
+    assert set(done) == {"32", "64"} and min(done.values()) > 0.6, done
