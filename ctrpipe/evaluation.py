@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import xgboost as xgb
 from dvclive import Live
 
-from ctrpipe import io, metrics
+from ctrpipe import io, labelled, metrics
 from ctrpipe.encoding import FeatureSchema
 from ctrpipe.errors import DataError
 from ctrpipe.model_config import Evaluate
@@ -68,41 +68,16 @@ def load_model(model_path: str | Path, schema_path: str | Path) -> Model:
 
 
 def read_split(path: str | Path, schema: FeatureSchema, slices: list[str]) -> pa.Table:
-    """The columns evaluation needs, after checking that the file has them and that its
-    label has both classes (AUC is undefined otherwise)."""
+    """The columns evaluation needs, checked (see ctrpipe/labelled.py); a slice column
+    the split lacks is named with the key that asked for it."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: split file not found; run the generate stage first")
-    try:
-        columns = pq.read_schema(path).names
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    for name in slices:
-        if name not in columns:
-            raise DataError(f"{path}: no column '{name}' to slice by (evaluate.slices)")
-    needed = [schema.label, schema.weight, *schema.names, *slices]
-    for name in needed:
-        if name not in columns:
-            raise DataError(f"{path}: column '{name}' missing (the model needs it)")
-    table = pq.read_table(path, columns=list(dict.fromkeys(needed)))
-    check_label(table.column(schema.label), path, schema.label)
-    weight = table.column(schema.weight)
-    if weight.null_count or pc.min(weight).as_py() <= 0:
-        raise DataError(f"{path}: column '{schema.weight}' must be positive and not null")
-    return table
-
-
-def check_label(label: pa.ChunkedArray, path: Path, name: str) -> None:
-    if len(label) == 0:
-        raise DataError(f"{path}: no rows")
-    if label.null_count:
-        raise DataError(f"{path}: column '{name}' has {label.null_count} null labels")
-    classes = set(pc.unique(label).to_pylist())
-    if not classes <= {0, 1}:
-        raise DataError(f"{path}: column '{name}' must hold 0 or 1 (got {sorted(classes)})")
-    if len(classes) < 2:
-        raise DataError(f"{path}: column '{name}' has only class {classes.pop()}; "
-                        "ROC and PR AUC need both 0 and 1")
+    if path.is_file():
+        names = pq.read_schema(path).names
+        for name in slices:
+            if name not in names:
+                raise DataError(f"{path}: no column '{name}' to slice by (evaluate.slices)")
+    return labelled.read(path, [schema.label, schema.weight, *schema.names, *slices],
+                         schema.label, schema.weight)
 
 
 def score(model: Model, table: pa.Table, source: str) -> Scored:

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import xgboost as xgb
 
-from ctrpipe import metrics
+from ctrpipe import labelled, metrics
 from ctrpipe.encoding import FeatureSchema
 from ctrpipe.errors import ConfigError, DataError
 from ctrpipe.model_config import Model
@@ -43,44 +41,9 @@ def read_roles(path: str | Path) -> dict:
 
 def read_split(path: str | Path, roles: dict) -> pa.Table:
     """The label, weight and feature columns of one split, checked for training."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: not found; run `dvc repro generate` first")
-    try:
-        names = pq.read_schema(path).names
-        columns = [roles["label"], roles["weight"], *roles["numeric"], *roles["categorical"]]
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise DataError(f"{path}: column '{missing[0]}' missing (features.json lists it)")
-        table = pq.read_table(path, columns=columns)
-    except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    if table.num_rows == 0:
-        raise DataError(f"{path}: no rows")
-    check_label(table.column(roles["label"]), f"{path}: column '{roles['label']}'")
-    check_weight(table.column(roles["weight"]), f"{path}: column '{roles['weight']}'")
-    return table
-
-
-def check_label(label: pa.ChunkedArray, where: str) -> None:
-    if not (pa.types.is_integer(label.type) or pa.types.is_boolean(label.type)
-            or pa.types.is_floating(label.type)):
-        raise DataError(f"{where}: has type {label.type}; expected 0/1")
-    if label.null_count:
-        raise DataError(f"{where}: {label.null_count} null labels")
-    classes = sorted(pc.unique(label.cast(pa.float64())).to_pylist())
-    if not set(classes) <= {0.0, 1.0}:
-        raise DataError(f"{where}: labels must be 0 or 1 (found {classes[-1]:g})")
-    if len(classes) < 2:
-        # Logloss and AUC need both classes, and a one-class train set learns nothing.
-        raise DataError(f"{where}: only the class {classes[0]:g}; expected both 0 and 1")
-
-
-def check_weight(weight: pa.ChunkedArray, where: str) -> None:
-    if not (pa.types.is_floating(weight.type) or pa.types.is_integer(weight.type)):
-        raise DataError(f"{where}: has type {weight.type}; expected a number")
-    if weight.null_count or pc.min(weight).as_py() <= 0:
-        raise DataError(f"{where}: weights must be positive and not null")
+    columns = [roles["label"], roles["weight"], *roles["numeric"], *roles["categorical"]]
+    return labelled.read(path, columns, roles["label"], roles["weight"],
+                         needed_by="features.json lists it")
 
 
 def to_dmatrix(table: pa.Table, schema: FeatureSchema, source: str | Path,

@@ -218,7 +218,7 @@ def test_single_class_validation_is_a_named_error(workspace, tmp_path, capsys):
                    tmp_path / "data" / "validation.parquet")
     pq.write_table(ad_table(300, seed=5), tmp_path / "data" / "golden.parquet")
     line = error_of(capsys, workspace, tmp_path / "out", data=tmp_path / "data")
-    assert "validation.parquet: column 'label' has only class 0" in line
+    assert "validation.parquet: column 'label': only the class 0; expected both 0 and 1" in line
 
 
 def test_unknown_slice_column_names_the_key(workspace, tmp_path, capsys):
@@ -229,7 +229,7 @@ def test_unknown_slice_column_names_the_key(workspace, tmp_path, capsys):
 
 @pytest.mark.parametrize("which, message", [
     ("model", "model.ubj: model file not found"),
-    ("data", "validation.parquet: split file not found"),
+    ("data", "validation.parquet: not found; run `dvc repro generate` first"),
 ])
 def test_missing_inputs_are_named(workspace, tmp_path, capsys, which, message):
     missing = {"model": tmp_path / "model.ubj", "data": tmp_path / "nodata"}[which]
