@@ -18,9 +18,7 @@ from ctrpipe.errors import ConfigError
 
 PARAMS_FILE = "params.yaml"
 S = TypeVar("S", bound=BaseModel)
-TYPES = ("string", "int", "long", "double", "boolean", "timestamp")
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "json", ".json": "json"}
-TIME_FEATURES = ("hour", "day_of_week")
 
 
 class Strict(BaseModel):
