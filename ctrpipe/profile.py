@@ -41,11 +41,11 @@ OTHER = "__other__"
 def build(train: pa.Table, schema: FeatureSchema, predictions: np.ndarray, bins: int,
           top_categories: int, source: str = "train") -> dict:
     weights = _weights(train, schema.weight, source)
-    features = {name: numeric(_floats(train.column(name)), weights, bins)
+    features = {name: numeric(floats(train.column(name)), weights, bins)
                 for name in schema.numeric}
     features |= {name: categorical(train.column(name), weights, top_categories)
                  for name in schema.categorical}
-    label = _floats(_column(train, schema.label, source))
+    label = floats(_column(train, schema.label, source))
     return {
         "format": FORMAT,
         "rows": train.num_rows,
@@ -98,7 +98,7 @@ def categorical(column: pa.ChunkedArray, weights: np.ndarray, top: int) -> dict:
 
 
 def _weights(train: pa.Table, name: str, source: str) -> np.ndarray:
-    weights = _floats(_column(train, name, source))
+    weights = floats(_column(train, name, source))
     if np.isnan(weights).any() or (weights < 0).any() or not weights.sum() > 0:
         raise DataError(f"{source}: column '{name}' must hold non-negative weights, "
                         f"not all zero")
@@ -111,7 +111,7 @@ def _column(train: pa.Table, name: str, source: str) -> pa.ChunkedArray:
     return train.column(name)
 
 
-def _floats(column: pa.ChunkedArray) -> np.ndarray:
+def floats(column: pa.ChunkedArray) -> np.ndarray:
     return column.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
 
 
