@@ -177,7 +177,7 @@ def write_reports(out_dir: str | Path, results: dict[str, dict], gains: list[dic
     at the end. No dvc.yaml (the stage owns its entries), no experiment, no step and no
     timestamps: the same inputs give the same bytes."""
     with io.atomic_path(out_dir) as tmp:
-        with Live(dir=str(tmp), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+        with open_live(tmp) as live:
             for split, result in results.items():
                 live.summary[split] = result["metrics"]
                 for kind, (x, y) in PLOTS.items():
@@ -185,6 +185,16 @@ def write_reports(out_dir: str | Path, results: dict[str, dict], gains: list[dic
                                   template="simple", title=f"{kind} ({split})")
             live.log_plot("feature_importance", gains, x="gain", y="feature",
                           template="bar_horizontal", title="feature importance (gain)")
+
+
+def open_live(folder: Path) -> Live:
+    from scmrepo.exceptions import SCMError
+
+    try:
+        return Live(dir=str(folder), save_dvc_exp=False, dvcyaml=None, report=None)
+    except SCMError as exc:  # dvclive reads HEAD, which a repository without commits lacks
+        raise DataError(f"evaluate: dvclive cannot read the git repository ({exc}); "
+                        f"make a first commit, then run again") from None
 
 
 def first_line(exc: Exception) -> str:

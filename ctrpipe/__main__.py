@@ -1,0 +1,3 @@
+from ctrpipe.cli import main
+
+main()

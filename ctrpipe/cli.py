@@ -1,0 +1,145 @@
+"""The ctrpipe command line: `python -m ctrpipe <command> --help`.
+
+Model versions and production live in git tags (ctrpipe/registry.py); artifacts in the
+DVC remote (ctrpipe/remote.py). Every command takes `--repo` (default: here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from ctrpipe import publish, registry, remote
+from ctrpipe.errors import exits_cleanly
+
+METRICS = "reports/evaluate/metrics.json"
+
+
+def versions(args) -> None:
+    """Every version with its golden metrics, data hash, and which is in production."""
+    current = registry.production(args.repo)
+    rows = [version_row(args.repo, e, current) for e in registry.versions(args.repo)]
+    emit(args, rows, ["version", "prod", "created", "author", "roc_auc", "logloss",
+                      "train_md5", "package", "commit"], empty="no versions published yet")
+
+
+def version_row(repo: Path, event: registry.Event, current) -> dict:
+    golden = json.loads(registry.show(repo, event.commit, METRICS) or "{}").get("golden", {})
+    gate = json.loads(registry.show(repo, event.commit, publish.GATE) or "{}")
+    lock = yaml.safe_load(registry.show(repo, event.commit, publish.LOCK) or "{}") or {}
+    data = {out["path"]: out.get("md5") for stage in lock.get("stages", {}).values()
+            for out in stage.get("outs", [])}
+    return {"version": event.version,
+            "prod": "*" if current and current.version == event.version else "",
+            "created": event.time.isoformat(), "author": event.author,
+            "roc_auc": golden.get("roc_auc"), "logloss": golden.get("logloss"),
+            "train_md5": data.get("data/processed/train.parquet"),
+            "package": gate.get("candidate", {}).get("digest"), "commit": event.commit}
+
+
+def history(args) -> None:
+    """Every production assignment and rollback, oldest first: the audit trail."""
+    rows = [{"tag": e.tag, "time": e.time.isoformat(), "author": e.author,
+             "email": e.author_email, "version": e.version or "(none)",
+             "action": "rollback" if e.message.startswith("rollback") else
+                       "unassign" if e.kind == "unassignment" else "publish",
+             "message": e.message.splitlines()[0] if e.message else ""}
+            for e in registry.assignments(args.repo)]
+    emit(args, rows, ["tag", "time", "author", "version", "action", "message"],
+         empty="nothing has been in production yet")
+
+
+def fetch(args) -> None:
+    """Download a version's package from the DVC remote and verify it."""
+    if args.stage and args.stage != registry.STAGE:
+        raise publish.PublishError(f"--stage: the only stage is '{registry.STAGE}'")
+    where = remote.resolve(args.repo)
+    event, digest, out = publish.fetch(args.repo, where, args.out, version=args.version)
+    print(f"fetched {registry.ARTIFACT} {event.version} into {out} "
+          f"(manifest sha256 {digest[:12]}, verified)")
+
+
+def publish_cmd(args) -> None:
+    """Push the artifacts, then tag this commit's model and put it in production."""
+    outcome = publish.publish(args.repo, remote.resolve(args.repo), args.git_remote)
+    print(outcome.message)
+
+
+def rollback(args) -> None:
+    """Put the previous (or a named) version back in production with a new tag."""
+    outcome = publish.rollback(args.repo, remote.resolve(args.repo), to=args.to,
+                               reason=args.reason, git_remote=args.git_remote)
+    print(outcome.message)
+
+
+def emit(args, rows: list[dict], columns: list[str], empty: str) -> None:
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(empty)
+    else:
+        print(table(rows, columns))
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[short(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = [columns, *cells]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip()
+                     for line in lines)
+
+
+def short(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    text = str(value)
+    return text[:12] if len(text) in (32, 40, 64) and text.isalnum() else text  # hashes
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ctrpipe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repo", type=Path, default=Path("."), help="the project (default: .)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
+
+    def add(name, func, help_text):
+        cmd = sub.add_parser(name, help=help_text, description=func.__doc__)
+        cmd.set_defaults(func=func)
+        return cmd
+
+    for name, func in (("versions", versions), ("history", history)):
+        add(name, func, func.__doc__.splitlines()[0]).add_argument(
+            "--json", action="store_true", help="machine-readable output")
+
+    cmd = add("fetch", fetch, "download and verify a version's package")
+    which = cmd.add_mutually_exclusive_group(required=True)
+    which.add_argument("--version", help="e.g. v1.2.0")
+    which.add_argument("--stage", help=f"'{registry.STAGE}': the version in production")
+    cmd.add_argument("--out", type=Path,
+                     help="folder to write (default: models/fetched/<version>)")
+
+    cmd = add("publish", publish_cmd, "publish this commit's model if its gate passed")
+    cmd.add_argument("--git-remote", default="origin", help="where tags are pushed "
+                     "(skipped when the repository has no such remote)")
+
+    cmd = add("rollback", rollback, "put an earlier version back in production")
+    cmd.add_argument("--to", help="the version (default: the one below production's)")
+    cmd.add_argument("--reason", help="recorded in the assignment tag's message")
+    cmd.add_argument("--git-remote", default="origin")
+    return p
+
+
+@exits_cleanly
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
