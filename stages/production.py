@@ -15,7 +15,6 @@ re-runs exactly then.
 import argparse
 import json
 import time
-from pathlib import Path
 
 from ctrpipe import io, publish, registry, remote
 from ctrpipe.errors import exits_cleanly
