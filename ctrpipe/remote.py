@@ -110,6 +110,16 @@ def push(repo, remote: Remote) -> int:
         raise RemoteError(f"dvc push to {remote.where} failed: {reason(exc)}") from None
 
 
+def pull(repo, remote: Remote) -> None:
+    """Check out what the workspace's dvc.lock lists, from the cache or the remote; files the
+    remote lacks are skipped (`dvc repro` rebuilds them)."""
+    check(repo, remote)
+    try:
+        repo.pull(remote=remote.name, allow_missing=True)
+    except Exception as exc:
+        raise RemoteError(f"dvc pull from {remote.where} failed: {reason(exc)}") from None
+
+
 def missing(repo, remote: Remote, lock_text: str, in_git: set[str]) -> list[str]:
     """The outputs listed in a dvc.lock (as text) that the remote does not fully hold:
     an output is present when its object, and for a folder every file it lists, is.
