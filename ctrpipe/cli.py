@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ctrpipe import publish, registry, remote
+from ctrpipe import plots, publish, registry, remote, report
 from ctrpipe.errors import exits_cleanly
 
 METRICS = "reports/evaluate/metrics.json"
@@ -63,8 +63,23 @@ def fetch(args) -> None:
           f"(manifest sha256 {digest[:12]}, verified)")
 
 
+def pull(args) -> None:
+    """Fetch what dvc.lock lists from the DVC remote (what it lacks, repro rebuilds)."""
+    where = remote.resolve(args.repo)
+    with remote.open_repo(args.repo, where) as repo:
+        remote.pull(repo, where)
+    print(f"pulled from {where.where}")
+
+
 def publish_cmd(args) -> None:
     """Push the artifacts, then tag this commit's model and put it in production."""
+    if args.if_passed:
+        head = registry.git(args.repo, "rev-parse", "HEAD").strip()
+        gate = json.loads(registry.show(args.repo, head, publish.GATE) or "{}")
+        if gate.get("verdict") != "pass":
+            print(f"the gate at {head[:8]} did not pass ({gate.get('reason', 'no gate.json')})"
+                  f"; nothing published")
+            return
     outcome = publish.publish(args.repo, remote.resolve(args.repo), args.git_remote)
     print(outcome.message)
 
@@ -74,6 +89,14 @@ def rollback(args) -> None:
     outcome = publish.rollback(args.repo, remote.resolve(args.repo), to=args.to,
                                reason=args.reason, git_remote=args.git_remote)
     print(outcome.message)
+
+
+def report_cmd(args) -> None:
+    """Write the pull-request report into --out: report.md (the gate, params and metrics
+    against --base and production, slices, quarantine, stage timings) and plots/*.png."""
+    out = report.write(args.repo, args.base, args.out, log=args.log,
+                       image_base=args.image_base)
+    print(f"wrote {out / 'report.md'} and {len(plots.NAMES)} plots in {out / 'plots'}")
 
 
 def emit(args, rows: list[dict], columns: list[str], empty: str) -> None:
@@ -127,11 +150,24 @@ def parser() -> argparse.ArgumentParser:
     cmd = add("publish", publish_cmd, "publish this commit's model if its gate passed")
     cmd.add_argument("--git-remote", default="origin", help="where tags are pushed "
                      "(skipped when the repository has no such remote)")
+    cmd.add_argument("--if-passed", action="store_true", help="a failed gate is not an "
+                     "error: say so and publish nothing (what CI on main wants)")
+
+    add("pull", pull, "fetch the DVC outputs of dvc.lock from the remote")
 
     cmd = add("rollback", rollback, "put an earlier version back in production")
     cmd.add_argument("--to", help="the version (default: the one below production's)")
     cmd.add_argument("--reason", help="recorded in the assignment tag's message")
     cmd.add_argument("--git-remote", default="origin")
+
+    cmd = add("report", report_cmd, "write the pull-request report (markdown and plots)")
+    cmd.add_argument("--base", required=True, help="the revision to diff params and "
+                     "metrics against, e.g. origin/main")
+    cmd.add_argument("--log", type=Path, help="the `dvc repro` output, for stage timings")
+    cmd.add_argument("--out", type=Path, default=Path("reports/pr"),
+                     help="folder to write (default: reports/pr)")
+    cmd.add_argument("--image-base", metavar="URL", help="prefix of the image links "
+                     "(default: relative links, plots/<name>.png)")
     return p
 
 
