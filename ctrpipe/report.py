@@ -30,7 +30,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctrpipe import io, plots, publish, registry
+from ctrpipe import charts, io, plots, publish, registry
 from ctrpipe.errors import DataError, PipelineError
 
 MARKER = "<!-- ctrpipe-report -->"
@@ -266,7 +266,9 @@ def markdown(inputs: Inputs, base: Revision, current, params: dict, against_base
     lines += slices_section(inputs.metrics, against_base, on_base)
     lines += quarantine_section(inputs.data)
     lines += timings_section(stages)
-    lines += ["## Plots", ""]
+    lines += ["## Plots", "", "GitHub draws these charts itself; the PNGs below (in the "
+              "report's artifact) show the same data in full.", ""]
+    lines += charts.blocks(inputs.curves, inputs.importance, inputs.trials)
     for stem, _ in plots.NAMES:
         lines += [f"![{stem}]({prefix}plots/{stem}.png)", ""]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -29,6 +29,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
@@ -551,3 +552,16 @@ def test_missing_log_is_one_line(project, tmp_path):
     one_line_error(report_cli(project["repo"], out, "--base", "main", "--log",
                               str(tmp_path / "no-such.log")), "no-such.log", "no such file")
     assert not out.exists()
+
+
+def test_mermaid_charts_resample_curves_onto_an_even_grid():
+    from ctrpipe import charts
+
+    # A diagonal sampled at uneven points reads back as the grid itself.
+    rows = [{"fpr": x, "tpr": x} for x in (0.0, 0.03, 0.5, 0.97, 1.0)]
+    assert charts.resample(rows, "fpr", "tpr") == pytest.approx(np.linspace(0, 1, charts.GRID))
+    lines = charts.blocks({"roc": {"golden": rows}}, [{"feature": "b", "gain": 1.0},
+                                                      {"feature": "a", "gain": 2.0}], [])
+    text = "\n".join(lines)
+    assert text.count("```mermaid") == 2 and 'x-axis ["a", "b"]' in text
+    assert "line [0.0000, 0.0500," in text
