@@ -4,7 +4,8 @@ publish   for the commit checked out, when its committed gate passed against the
           in production now: push every DVC output to the remote, check the remote holds
           all of them, then tag the version and assign it to production, and push both
           tags in one atomic git push. Any failure deletes the tags it made, so a failed
-          publish leaves no tag; running it again on the same commit changes nothing.
+          publish leaves no tag. A commit is published once: running it again changes
+          nothing, even after production moved away from it (`rollback --to` can).
 rollback  a new production assignment to the previous version (or a named one), refused
           when the remote lacks any artifact of that version.
 fetch     a version's package from the DVC remote, checked file by file against its
@@ -42,9 +43,15 @@ def publish(root: str | Path, where: remote.Remote, git_remote: str = "origin") 
     gate = committed_gate(root, head)
     current = registry.production(root)
     existing = registry.at_commit(root, head)
-    if existing and current and current.version == existing.version:
-        return Outcome(existing.version, [], f"{existing.version} (commit {head[:8]}) is "
-                       f"already in production ({current.tag}); nothing to do")
+    if existing:
+        # Published before. If production has moved on since (a rollback, a newer
+        # version), re-running CI on this commit must not undo that: `rollback --to` can.
+        where_now = ("in production" if current and current.version == existing.version
+                     else f"not in production (production is "
+                          f"{current.version if current else 'empty'}; "
+                          f"`rollback --to {existing.version}` puts it back)")
+        return Outcome(existing.version, [], f"{existing.version} (commit {head[:8]}) was "
+                       f"published already and is {where_now}; nothing to do")
     check_publishable(root, head, gate, current)
 
     with remote.open_repo(root, where) as repo:
@@ -54,13 +61,11 @@ def publish(root: str | Path, where: remote.Remote, git_remote: str = "origin") 
         if absent:
             raise remote.RemoteError(f"after dvc push, {where.where} still lacks "
                                      f"{', '.join(absent)}; no tag was made")
-        version = existing.version if existing else registry.next_version(
-            root, schema_changed(repo, root))
+        version = registry.next_version(root, schema_changed(repo, root))
     baseline = gate["production"].get("version") or "nothing (first model)"
     tags: list[str] = []
     try:
-        if not existing:
-            tags.append(registry.register(root, version, head, version_message(version, gate)))
+        tags.append(registry.register(root, version, head, version_message(version, gate)))
         tags.append(registry.assign(root, version, f"publish {version}: gate passed "
                                                    f"against {baseline}"))
         registry.push_tags(root, tags, git_remote)

@@ -204,6 +204,10 @@ def test_rollback_then_fetch_from_a_fresh_clone_is_byte_identical(repo, s3, kept
     assert [e.version for e in trail] == ["v1.0.0", "v1.1.0", "v1.0.0"]
     assert trail[-1].message == "rollback from v1.1.0 to v1.0.0: p99 latency alarm"
     assert "model#prod#3" in origin_tags(repo)
+    # CI re-run on v1.1.0's commit must not undo the rollback.
+    again = cli(repo, "publish")
+    assert again.returncode == 0 and "not in production" in again.stdout, again.stderr
+    assert registry.production(repo).version == "v1.0.0" and "model#prod#4" not in tags(repo)
     # gto, reading the same tags, agrees on what is in production.
     assert run(["gto", "show", "model#prod", "--version"], repo).strip() == "v1.0.0"
 
