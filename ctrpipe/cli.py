@@ -1,7 +1,8 @@
 """The ctrpipe command line: `python -m ctrpipe <command> --help`.
 
 Model versions and production live in git tags (ctrpipe/registry.py); artifacts in the
-DVC remote (ctrpipe/remote.py). Every command takes `--repo` (default: here).
+DVC remote (ctrpipe/remote.py); `report` writes the pull-request report and `serve` runs
+the HTTP service. Every command takes `--repo` (default: here).
 """
 
 from __future__ import annotations
@@ -99,6 +100,24 @@ def report_cmd(args) -> None:
     print(f"wrote {out / 'report.md'} and {len(plots.NAMES)} plots in {out / 'plots'}")
 
 
+def serve_cmd(args) -> None:
+    """Serve a model package over HTTP: POST /predict, GET /health, /ready and /metrics.
+    With --version or --stage the package is fetched from the DVC remote first."""
+    from ctrpipe import serve  # here, so the other commands never import the server
+
+    path, version = args.package, None
+    if path is None:
+        if args.stage and args.stage != registry.STAGE:
+            raise publish.PublishError(f"--stage: the only stage is '{registry.STAGE}'")
+        event, digest, path = publish.fetch(args.repo, remote.resolve(args.repo),
+                                            version=args.version)
+        version = event.version
+        print(f"fetched {registry.ARTIFACT} {version} into {path} (manifest sha256 "
+              f"{digest[:12]}, verified)", flush=True)
+    serve.run(path, version, host=args.host, port=args.port, max_batch=args.max_batch,
+              threads=args.threads)
+
+
 def emit(args, rows: list[dict], columns: list[str], empty: str) -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -168,6 +187,21 @@ def parser() -> argparse.ArgumentParser:
                      help="folder to write (default: reports/pr)")
     cmd.add_argument("--image-base", metavar="URL", help="prefix of the image links "
                      "(default: relative links, plots/<name>.png)")
+
+    cmd = add("serve", serve_cmd, "serve a model package over HTTP")
+    which = cmd.add_mutually_exclusive_group(required=True)
+    which.add_argument("--package", type=Path, help="a package folder, e.g. models/package")
+    which.add_argument("--version", help="fetch this version first, e.g. v1.2.0")
+    which.add_argument("--stage", help=f"'{registry.STAGE}': fetch the version in "
+                       f"production first")
+    cmd.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                     "(default: 127.0.0.1)")
+    cmd.add_argument("--port", type=int, default=8080, help="0 picks a free port "
+                     "(default: 8080)")
+    cmd.add_argument("--max-batch", type=int, default=10_000,
+                     help="most rows in one request (default: 10000)")
+    cmd.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per "
+                     "prediction; more only helps big batches (default: 1)")
     return p
 
 

@@ -70,10 +70,11 @@ def _config(booster: xgb.Booster) -> dict:
     return json.loads(booster.save_config())
 
 
-def session(onnx_bytes: bytes) -> ort.InferenceSession:
-    """One thread per session: serving runs many single-row requests side by side."""
+def session(onnx_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
+    """One thread per session by default: serving runs many single-row requests side by
+    side, and more intra-op threads only pay off on big batches."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 

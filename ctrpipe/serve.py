@@ -1,0 +1,515 @@
+"""The prediction service: one model package over HTTP/1.1 with keep-alive.
+
+    POST /predict   {"rows": [{feature: value, ...}, ...]} or {"row": {...}}
+                    -> {"model": {"version", "digest"}, "predictions": [p, ...]}
+                    (the request contract is in ctrpipe/request_schema.py; version is
+                    null for a package served from a folder rather than the registry)
+    GET  /health    200 while the process is up
+    GET  /ready     200 once a model is loaded and agreed with XGBoost on probe rows;
+                    503 before, after a failed first load, and while shutting down
+    GET  /metrics   Prometheus text: latency histogram, requests and errors by endpoint
+                    and status, the model's version and digest, process memory and CPU
+
+A bad request is a 4xx naming the field; the body needs a Content-Length (411 without
+one: chunked bodies are not read) of at most `default_max_body` (413). An unexpected
+failure is a 500 with a generic message, logged and counted. The model sits behind one
+reference (`Service.swap`), read once per request, so a swap under load never mixes two
+models in one answer.
+
+Why the standard library's ThreadingHTTPServer: it meets the latency target (see
+bench/serve.py), keeps the dependency list as it is, and a thread per connection suits
+ONNX Runtime, which releases the GIL while it computes. aiohttp is installed, but only
+as a dependency of the S3 client, not pinned for us.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
+                               Histogram, Info, ProcessCollector, generate_latest)
+
+from ctrpipe import onnx_export, package
+from ctrpipe.encoding import FeatureSchema
+from ctrpipe.errors import ConfigError, DataError
+from ctrpipe.request_schema import RequestError, RowEncoder, parse, rows_of
+
+log = logging.getLogger(__name__)
+
+ENDPOINTS = {"/predict": "POST", "/health": "GET", "/ready": "GET", "/metrics": "GET"}
+# Single-row predictions take tens of microseconds and batches tens of milliseconds.
+BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
+           5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+IDLE_TIMEOUT = 30.0  # seconds a keep-alive connection may wait for its next request
+GRACE = 10.0  # seconds a shutdown waits for requests in flight
+LINGER_BYTES = 64 << 20  # read and dropped after refusing a body, so the client sees why
+LINGER_SECONDS = 5.0  # ... for at most this long
+PROBE_ROWS = 256
+JSON_TYPE = "application/json"
+GENERIC_500 = {"error": "internal error; it was logged", "field": None, "row": None}
+
+
+def default_max_body(max_batch: int) -> int:
+    """A full batch of plain rows is about 0.6 KiB a row; allow 2 KiB, plus 1 MiB."""
+    return (1 << 20) + 2048 * max_batch
+
+
+@dataclass(frozen=True)
+class Model:
+    """A package ready to serve: everything a request needs, swapped as one object."""
+
+    loaded: package.Loaded
+    version: str | None
+    encoder: RowEncoder
+    parity: float  # the largest ONNX / XGBoost difference on the probe rows
+    answer: dict  # {"version", "digest"}, as every prediction reports it
+
+    def score(self, rows: list) -> np.ndarray:
+        """Click probabilities of request rows; a RequestError for the first bad one.
+        onnx_export.predict rather than Loaded.predict: the encoder already guarantees
+        the shape Loaded.predict checks, and that check is a tenth of a row's time."""
+        x = self.encoder.encode(rows)
+        if not len(x):
+            return np.empty(0, dtype=np.float32)
+        return onnx_export.predict(self.loaded.session, x)
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own: two services in one
+    process (tests, a later blue/green swap) must not share counters."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.latency = Histogram("ctrpipe_request_duration_seconds",
+                                 "Time from the parsed request line to the response "
+                                 "written", ["endpoint"], buckets=BUCKETS, registry=r)
+        self.requests = Counter("ctrpipe_requests", "Responses by endpoint and status",
+                                ["endpoint", "code"], registry=r)
+        self.errors = Counter("ctrpipe_request_errors", "Responses with status >= 400 by "
+                              "endpoint and status", ["endpoint", "code"], registry=r)
+        self.rows = Counter("ctrpipe_predicted_rows", "Rows scored", registry=r)
+        self.model = Info("ctrpipe_model", "The model package being served", registry=r)
+        self.ready = Gauge("ctrpipe_ready", "1 when /ready answers 200", registry=r)
+        self.swaps = Counter("ctrpipe_model_swaps", "Models put in service", registry=r)
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, _cpu_seconds_total
+        self._latency = {e: self.latency.labels(e) for e in [*ENDPOINTS, "other"]}
+
+    def observe(self, endpoint: str, code: int, seconds: float) -> None:
+        self._latency[endpoint].observe(seconds)
+        self.requests.labels(endpoint, str(code)).inc()
+        if code >= 400:
+            self.errors.labels(endpoint, str(code)).inc()
+
+    def serving(self, model: Model) -> None:
+        self.model.info({"version": model.version or "", "digest": model.loaded.digest})
+        self.swaps.inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class Service:
+    """The model reference, its checks, and what each endpoint answers (no HTTP here)."""
+
+    def __init__(self, max_batch: int = 10_000, max_body: int | None = None,
+                 threads: int = 1) -> None:
+        self.max_batch = max_batch
+        self.max_body = max_body or default_max_body(max_batch)
+        self.threads = threads
+        self.metrics = Metrics()
+        self.draining = False
+        self.problem: str | None = None  # why the last load or swap was refused
+        self._model: Model | None = None
+        self._parity: dict[str, float] = {}  # digest -> checked difference
+        self._swap_lock = threading.Lock()
+
+    @property
+    def model(self) -> Model | None:
+        return self._model
+
+    def load(self, path: str | Path, version: str | None = None) -> Model:
+        """Open, check and serve the package in `path`; a DataError (and no change to
+        what is served) when it is altered or ONNX disagrees with XGBoost."""
+        try:
+            return self.swap(package.load(path), version)
+        except DataError as exc:
+            self.problem = str(exc)
+            raise
+
+    def swap(self, loaded: package.Loaded, version: str | None = None) -> Model:
+        """Serve `loaded` from the next request on. The parity check runs first, outside
+        the request path; then one attribute assignment (atomic under the GIL) moves
+        every new request to it. Requests in flight finish on the model they read."""
+        with self._swap_lock:  # two swaps at once would race on the metrics' model info
+            try:
+                model = self._prepare(loaded, version)
+            except DataError as exc:
+                self.problem = str(exc)
+                raise
+            self._model = model
+            self.problem = None
+            self.metrics.serving(model)
+            self.metrics.ready.set(0 if self.draining else 1)
+            return model
+
+    def _prepare(self, loaded: package.Loaded, version: str | None) -> Model:
+        files = None
+        if loaded.digest not in self._parity:  # content-addressed: checked once per digest
+            files = verified_files(loaded)
+            self._parity[loaded.digest] = check_parity(loaded.schema, files, str(loaded.path))
+        if self.threads > 1:
+            files = files or verified_files(loaded)
+            loaded = dataclasses.replace(
+                loaded, session=onnx_export.session(files["model.onnx"], self.threads))
+        return Model(loaded=loaded, version=version, encoder=RowEncoder(loaded.schema),
+                     parity=self._parity[loaded.digest],
+                     answer={"version": version, "digest": loaded.digest})
+
+    def predict(self, body: bytes) -> tuple[int, dict]:
+        """Status and JSON answer of POST /predict for a request body."""
+        model = self._model  # read once: encoding, scores and the answer share it
+        if model is None:
+            return 503, {"error": self.problem or "no model loaded yet", "field": None,
+                         "row": None}
+        try:
+            scores = model.score(rows_of(parse(body), self.max_batch)).tolist()
+        except RequestError as exc:
+            return exc.status, exc.body()
+        self.metrics.rows.inc(len(scores))
+        return 200, {"model": model.answer, "predictions": scores}
+
+    def readiness(self) -> tuple[int, dict]:
+        model = self._model
+        if self.draining or model is None:
+            reason = "shutting down" if self.draining else self.problem or "no model loaded"
+            return 503, {"ready": False, "reason": reason}
+        return 200, {"ready": True, "model": model.answer, "parity": model.parity}
+
+    def drain(self) -> None:
+        """Stop being ready: a load balancer moves traffic away while requests finish."""
+        self.draining = True
+        self.metrics.ready.set(0)
+
+
+def verified_files(loaded: package.Loaded) -> dict[str, bytes]:
+    """The package's files as checked against its manifest, which must still be the
+    one `loaded` was opened from (a refetch into the same folder would not be)."""
+    digest = package.digest(loaded.path)
+    if digest != loaded.digest:
+        raise DataError(f"{loaded.path}: changed since it was loaded (manifest sha256 "
+                        f"{digest[:12]}, loaded {loaded.digest[:12]})")
+    return package.verify(loaded.path)
+
+
+def check_parity(schema: FeatureSchema, files: dict[str, bytes], source: str) -> float:
+    """ONNX Runtime here against XGBoost on the package's own model.ubj: the build
+    checked this, but on the build's machine and onnxruntime. A DataError past 1e-6."""
+    booster = package.load_booster(files["model.ubj"], f"{source}/model.ubj")
+    package.check_features(booster, schema, f"{source}/model.ubj")
+    booster.set_param({"nthread": 1})  # a swap runs beside requests: leave them a core
+    x = probe_matrix(schema, json.loads(files["profile.json"]))
+    return onnx_export.check_parity(booster, files["model.onnx"], x, source)
+
+
+def probe_matrix(schema: FeatureSchema, profile: dict, rows: int = PROBE_ROWS,
+                 seed: int = 0) -> np.ndarray:
+    """Rows over the training range as profile.json records it, with the probes of
+    `onnx_export.probe_rows` (each column missing, each categorical `other`). A package
+    carries no data rows, so the profile's bin edges stand in for them: each numeric value
+    is an edge, a midpoint between two, or beyond the outer ones; each categorical a
+    code of its vocabulary or `other`. Seeded, so a check is the same on every start."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((rows, len(schema.names)), dtype=np.float32)
+    for j, name in enumerate(schema.numeric):
+        edges = np.asarray(profile["features"].get(name, {}).get("edges") or [0.0], float)
+        values = np.concatenate([edges, (edges[:-1] + edges[1:]) / 2,
+                                 [edges[0] - 1, edges[-1] + 1]])
+        x[:, j] = rng.choice(values, rows)
+    for j, name in enumerate(schema.categorical, start=len(schema.numeric)):
+        x[:, j] = rng.integers(0, schema.other_code(name) + 1, rows)
+    other = {schema.names.index(n): schema.other_code(n) for n in schema.categorical}
+    return onnx_export.probe_rows(x, other)
+
+
+class _Closed(Exception):
+    """The client went away or stalled mid-request: nothing to answer."""
+
+
+class _InFlight:
+    """Counts requests being handled, so a shutdown can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def __enter__(self):
+        with self._idle:
+            self._count += 1
+
+    def __exit__(self, *exc):
+        with self._idle:
+            self._count -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout)
+
+
+_date = [0, ""]  # [second, Date header value]: formatting it costs more than a request
+
+
+def http_date() -> str:
+    now = int(time.time())
+    if _date[0] != now:
+        _date[:] = [now, formatdate(now, usegmt=True)]
+    return _date[1]
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One connection: requests one after another (keep-alive) until the client closes,
+    idles past IDLE_TIMEOUT, or a response has to close it."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "ctrpipe-serve"
+    timeout = IDLE_TIMEOUT
+    # Headers and body go out in one write, and without Nagle a small response is not
+    # held back waiting for the client's delayed ACK (a 40 ms stall on keep-alive).
+    disable_nagle_algorithm = True
+    server: Server
+
+    def parse_request(self) -> bool:
+        self.started = time.perf_counter()
+        self.path = ""  # a refused request line must not be counted under the last path
+        return super().parse_request()
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def _handle(self, method: str) -> None:
+        endpoint, unread = self._endpoint(), False
+        with self.server.in_flight:
+            try:
+                code, body, content_type = self._route(method, endpoint)
+            except _Closed:
+                self.close_connection = True
+                return
+            except RequestError as exc:  # refused before the body was read
+                code, body, content_type = exc.status, _json(exc.body()), JSON_TYPE
+                self.close_connection = unread = True
+            except Exception:
+                log.exception("error answering %s %s", method, endpoint)
+                code, body, content_type = 500, _json(GENERIC_500), JSON_TYPE
+                self.close_connection = True
+            self._send(endpoint, code, body, content_type)
+            if unread:
+                self._linger()
+
+    def _route(self, method: str, endpoint: str) -> tuple[int, bytes, str]:
+        service = self.server.service
+        if endpoint == "other":
+            self._unread_body_closes()
+            return 404, _json({"error": f"no such endpoint; try {', '.join(ENDPOINTS)}",
+                               "field": None, "row": None}), JSON_TYPE
+        if ENDPOINTS[endpoint] != method:
+            self._unread_body_closes()
+            return 405, _json({"error": f"{endpoint} takes {ENDPOINTS[endpoint]}",
+                               "field": None, "row": None}), JSON_TYPE
+        if endpoint == "/predict":
+            code, answer = service.predict(self._read_body())
+        elif endpoint == "/health":
+            code, answer = 200, {"status": "ok"}
+        elif endpoint == "/ready":
+            code, answer = service.readiness()
+        else:
+            return 200, service.metrics.render(), CONTENT_TYPE_LATEST
+        return code, _json(answer), JSON_TYPE
+
+    def _endpoint(self) -> str:
+        """The path as a metrics label: known endpoints only, so a scanner trying a
+        million paths cannot grow the label set."""
+        path = getattr(self, "path", "").split("?", 1)[0]
+        return path if path in ENDPOINTS else "other"
+
+    def _read_body(self) -> bytes:
+        if "Transfer-Encoding" in self.headers:
+            raise RequestError(411, "send the body with Content-Length (chunked transfer "
+                               "encoding is not supported)")
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            raise RequestError(411, "Content-Length required")
+        if len(set(lengths)) != 1 or not (lengths[0].isascii() and lengths[0].isdigit()):
+            raise RequestError(400, "Content-Length must be one non-negative integer")
+        length = int(lengths[0])
+        limit = self.server.service.max_body
+        if length > limit:
+            raise RequestError(413, f"body of {length} bytes; at most {limit}")
+        try:
+            body = self.rfile.read(length)
+        except OSError:  # includes the socket timeout of a client that stalls
+            raise _Closed from None
+        if len(body) < length:
+            raise _Closed
+        return body
+
+    def _unread_body_closes(self) -> None:
+        """A request we answer without reading its body must end the connection, or
+        the body would be read as the next request."""
+        if self.headers.get("Content-Length", "0").strip() != "0" \
+                or "Transfer-Encoding" in self.headers:
+            self.close_connection = True
+
+    def _send(self, endpoint: str, code: int, body: bytes, content_type: str) -> None:
+        if self.server.service.draining:
+            self.close_connection = True
+        lines = [f"{self.protocol_version} {code} {_reason(code)}",
+                 f"Server: {self.server_version}", f"Date: {http_date()}",
+                 f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+        if self.close_connection:
+            lines.append("Connection: close")
+        try:
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        except OSError:
+            self.close_connection = True
+        started = getattr(self, "started", None) or time.perf_counter()
+        self.started = None  # a refusal before the next request line must not reuse it
+        self.server.service.metrics.observe(endpoint, code, time.perf_counter() - started)
+
+    def _linger(self) -> None:
+        """After refusing a body without reading it, read and drop what the client
+        still sends (bounded), so closing does not reset the connection before the
+        client has read the refusal."""
+        deadline = time.monotonic() + LINGER_SECONDS
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(1.0)
+            left = LINGER_BYTES
+            while left > 0 and time.monotonic() < deadline:
+                chunk = self.connection.recv(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
+
+    def send_error(self, code, message=None, explain=None) -> None:
+        """http.server's own refusals (request line, headers, unknown method) as JSON.
+        A method it has no handler for is a 405, not its 501, and an HTTP version it
+        does not speak a 400, not 505: both are the client's input, never a 5xx."""
+        code = {501: 405, 505: 400}.get(int(code), int(code))
+        self.close_connection = True
+        error = message or HTTPStatus(code).phrase
+        self._send(self._endpoint(), code, _json({"error": error, "field": None,
+                                                  "row": None}), JSON_TYPE)
+
+    def log_message(self, format, *args) -> None:
+        """No access log: at thousands of requests a second it would cost more than the
+        request, and /metrics counts every one."""
+
+
+def _reason(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return ""
+
+
+def _json(obj) -> bytes:
+    return json.dumps(obj, allow_nan=False).encode("utf-8")
+
+
+class Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer with the Service attached, quiet about clients that hang up,
+    and a shutdown that lets requests in flight finish."""
+
+    daemon_threads = True  # idle keep-alive connections must not hold up the exit
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], service: Service) -> None:
+        self.service = service
+        self.in_flight = _InFlight()
+        self.thread: threading.Thread | None = None
+        super().__init__(address, Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer looks the host up with getfqdn, a reverse DNS query that can take
+        # seconds where there is no resolver.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], OSError):  # a client hanging up is no error
+            return
+        log.exception("error on the connection from %s", client_address)
+
+    def start(self) -> Server:
+        self.thread = threading.Thread(target=self.serve_forever, name="ctrpipe-serve",
+                                       kwargs={"poll_interval": 0.2}, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self, grace: float = GRACE) -> bool:
+        """Stop accepting, let requests in flight finish (up to `grace` seconds), close.
+        Whether they all finished."""
+        self.service.drain()
+        self.shutdown()
+        finished = self.in_flight.wait_idle(grace)
+        self.server_close()
+        return finished
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server_name}:{self.server_port}"
+
+
+def run(path: str | Path, version: str | None, host: str = "127.0.0.1", port: int = 8080,
+        max_batch: int = 10_000, threads: int = 1) -> None:
+    """`python -m ctrpipe serve`: listen first (so /health answers while the model
+    loads), load and check the package, serve until SIGTERM or SIGINT, then drain."""
+    for name, value, low in (("--port", port, 0), ("--max-batch", max_batch, 1),
+                             ("--threads", threads, 1)):
+        if not low <= value <= (65535 if name == "--port" else 1 << 20):
+            raise ConfigError(f"{name}: {value} is out of range")
+    service = Service(max_batch=max_batch, threads=threads)
+    try:
+        server = Server((host, port), service)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    # The handler only appends to a list: Event.set() takes a lock, and a signal that
+    # lands while the main thread holds that lock inside Event.wait() deadlocks it.
+    stop: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _: stop.append(signum))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    server.start()
+    try:
+        print(f"listening on {server.url}; loading {path}", flush=True)
+        model = service.load(path, version)
+        print(f"serving {version or 'an unversioned package'} (manifest sha256 "
+              f"{model.loaded.digest[:12]}; ONNX agrees with XGBoost to "
+              f"{model.parity:.1e} on the probe rows) on {server.url}", flush=True)
+        while not stop:
+            time.sleep(0.2)
+        print("stopping: finishing the requests in flight", flush=True)
+    finally:
+        finished = server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("stopped" if finished else f"stopped after {GRACE:g} s with requests unfinished",
+          flush=True)
