@@ -60,16 +60,21 @@ def sample_rows(loaded: package.Loaded, validation: Path, n: int = 1000) -> np.n
 
 
 def latencies(fn, rows: np.ndarray, calls: int) -> np.ndarray:
-    singles = [np.ascontiguousarray(rows[i:i + 1]) for i in range(len(rows))]
-    for row in singles[:200]:  # warm up caches and lazy initialisation
-        fn(row)
+    """Microseconds of `fn` on one row at a time (1 x n_features arrays)."""
+    return timed(fn, [np.ascontiguousarray(rows[i:i + 1]) for i in range(len(rows))], calls)
+
+
+def timed(fn, args: list, calls: int) -> np.ndarray:
+    """Microseconds of `calls` calls of `fn`, cycling through `args`, after a warm-up."""
+    for a in args[:200]:  # warm up caches and lazy initialisation
+        fn(a)
     out = np.empty(calls)
     for i in range(calls):
-        row = singles[i % len(singles)]
+        a = args[i % len(args)]
         start = time.perf_counter_ns()
-        fn(row)
+        fn(a)
         out[i] = time.perf_counter_ns() - start
-    return out / 1000  # microseconds
+    return out / 1000
 
 
 def main(argv=None) -> None:

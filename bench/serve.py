@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ctrpipe import onnx_export, package  # noqa: E402
-from ctrpipe.serve import Service, session  # noqa: E402
-from predict import random_package  # noqa: E402  (bench/predict.py, this folder)
+from ctrpipe.serve import Service  # noqa: E402
+from predict import random_package, timed  # noqa: E402  (bench/predict.py, this folder)
 
 TARGETS = {"single_p50_us": 15, "batch_rows_s": 2_000_000, "http_p99_ms": 5}
 
@@ -60,18 +60,6 @@ def percentiles(us: np.ndarray) -> str:
     return f"p50 {np.percentile(us, 50):8.1f}   p99 {np.percentile(us, 99):8.1f}"
 
 
-def timed(fn, args: list, calls: int) -> np.ndarray:
-    for a in args[:200]:  # warm up caches and lazy initialisation
-        fn(a)
-    out = np.empty(calls)
-    for i in range(calls):
-        a = args[i % len(args)]
-        start = time.perf_counter_ns()
-        fn(a)
-        out[i] = time.perf_counter_ns() - start
-    return out / 1000
-
-
 def in_process(service: Service, rows: list[dict], calls: int, threads: int) -> float:
     model = service.model
     singles = [[r] for r in rows[:1000]]
@@ -86,7 +74,7 @@ def in_process(service: Service, rows: list[dict], calls: int, threads: int) -> 
     print(f"  ONNX only through Loaded.predict  "
           f"{percentiles(timed(model.loaded.predict, encoded, calls))}")
     if threads > 1:
-        wide = session((model.loaded.path / "model.onnx").read_bytes(), threads)
+        wide = onnx_export.session((model.loaded.path / "model.onnx").read_bytes(), threads)
         print(f"  ONNX only, {threads} intra-op threads    "
               f"{percentiles(timed(lambda x: onnx_export.predict(wide, x), encoded, calls))}")
     print(f"  request path without HTTP         "
@@ -118,7 +106,7 @@ def batches(service: Service, rows: list[dict], batch_threads: int) -> float:
     one = model.loaded.session
     line("  ONNX only, 1 thread", best_of(lambda: onnx_export.predict(one, x)))
     if batch_threads > 1:
-        wide = session((model.loaded.path / "model.onnx").read_bytes(), batch_threads)
+        wide = onnx_export.session((model.loaded.path / "model.onnx").read_bytes(), batch_threads)
         line(f"  ONNX only, {batch_threads} threads",
              best_of(lambda: onnx_export.predict(wide, x)))
     line("  through a pyarrow table instead",
