@@ -1,3 +1,5 @@
+import sys
+
 from ctrpipe.cli import main
 
-main()
+sys.exit(main())

@@ -13,11 +13,16 @@ import sys
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
-from ctrpipe import plots, publish, registry, remote, report
-from ctrpipe.errors import exits_cleanly
+from ctrpipe import ops_config, plots, publish, registry, remote, report
+from ctrpipe.config import describe
+from ctrpipe.errors import ConfigError, exits_cleanly
 
 METRICS = "reports/evaluate/metrics.json"
+# settings keys whose flag is not the key itself
+FLAGS = {"log.dir": "log-dir", "log.sample_rate": "sample-rate",
+         "engineering.metrics_url": "metrics-url"}
 
 
 def versions(args) -> None:
@@ -102,9 +107,15 @@ def report_cmd(args) -> None:
 
 def serve_cmd(args) -> None:
     """Serve a model package over HTTP: POST /predict, GET /health, /ready and /metrics.
-    With --version or --stage the package is fetched from the DVC remote first."""
+    With --version or --stage the package is fetched from the DVC remote first; with
+    --stage the service then follows production (publish, rollback) as it moves.
+    Settings come from params.yaml's `serve` group (conf/serve/); flags override them."""
     from ctrpipe import serve  # here, so the other commands never import the server
 
+    settings = with_flags(ops_config.load(args.repo).serve, {
+        "host": args.host, "port": args.port, "max_batch": args.max_batch,
+        "threads": args.threads, "follow_seconds": args.follow_seconds,
+        "log": {"dir": args.log_dir, "sample_rate": args.sample_rate}})
     path, version = args.package, None
     if path is None:
         if args.stage and args.stage != registry.STAGE:
@@ -114,8 +125,75 @@ def serve_cmd(args) -> None:
         version = event.version
         print(f"fetched {registry.ARTIFACT} {version} into {path} (manifest sha256 "
               f"{digest[:12]}, verified)", flush=True)
-    serve.run(path, version, host=args.host, port=args.port, max_batch=args.max_batch,
-              threads=args.threads)
+    serve.run(path, version, settings, repo=args.repo,
+              follow=bool(args.stage) and not args.no_follow)
+
+
+def monitor_cmd(args) -> int:
+    """Judge the served model: drift of the logged traffic against the package's
+    reference profile, quality on delayed labels, the service's latency, errors,
+    memory and CPU. Writes monitor.json and monitor.html, runs the alarm actions
+    (retrain trigger, rollback of a baking version), and exits 0 ok, 3 warn, 4 alarm.
+    Settings come from params.yaml's `monitor` group (conf/monitor/); flags override."""
+    from ctrpipe.monitor import checks, run  # Spark: only for this command
+
+    settings = with_flags(ops_config.load(args.repo).monitor, {
+        "logs": args.logs, "labels": args.labels, "out": args.out,
+        "window_hours": args.window_hours,
+        "engineering": {"metrics_url": args.metrics_url}})
+    result, out = run.monitor(run.Options(args.repo, settings, package=args.package,
+                                          act=not args.no_actions))
+    print(summary(result, out))
+    return checks.EXIT[result["verdict"]]
+
+
+def simulate_cmd(args) -> int:
+    """Watch the monitoring loop end to end: serve a package, replay validation rows at
+    it (every row logged), run the monitor; then the same rows with the drift of
+    params.yaml's `simulate` group, and the monitor again, whose alarm triggers the
+    retrain command and, for a baking production version, the rollback. Exits as the
+    drifted phase's monitor does."""
+    from ctrpipe import simulate, spark
+    from ctrpipe.monitor import checks, run
+
+    ops = ops_config.load(args.repo)
+    folder, version = args.package, None
+    if args.stage:
+        event, _, folder = publish.fetch(args.repo, remote.resolve(args.repo))
+        version = event.version
+    results = simulate.walkthrough(
+        args.repo, ops, folder, version,
+        spark.session(run.spark_settings(args.repo), app="ctrpipe-simulate"))
+    for phase, result in results.items():
+        print(f"--- monitor after the {phase} traffic ---")
+        print(summary(result, args.repo / ops.simulate.out / phase))
+    return checks.EXIT[results["drifted"]["verdict"]]
+
+
+def summary(result: dict, out: Path) -> str:
+    model = result["model"]
+    lines = [f"{result['verdict'].upper()}: {model['version'] or 'unversioned package'} "
+             f"({model['digest'][:12]}), {result['rows']['logged']} rows logged, "
+             f"{result['rows']['labelled'] if result['rows']['labelled'] is not None else 'no'}"
+             f" labelled"]
+    for status in ("alarm", "warn"):
+        named = [f"{c['name']} {c['metric']} {c['value']}" for c in result["checks"]
+                 if c["status"] == status]
+        if named:
+            lines.append(f"  {status}: {'; '.join(named)}")
+    lines += [f"  {a['action']}: {a['status']} ({a['detail']})" for a in result["actions"]]
+    lines.append(f"  wrote {out / 'monitor.json'} and {out / 'monitor.html'}")
+    return "\n".join(lines)
+
+
+def with_flags(settings, flags: dict):
+    """`settings` (a pydantic group) with the flags that were given, checked again."""
+    try:
+        return ops_config.updated(settings, flags)
+    except ValidationError as exc:
+        key, reason = describe(exc).split(": ", 1)
+        flag = FLAGS.get(key, key).replace("_", "-")
+        raise ConfigError(f"--{flag}: {reason}") from None
 
 
 def emit(args, rows: list[dict], columns: list[str], empty: str) -> None:
@@ -194,21 +272,48 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--version", help="fetch this version first, e.g. v1.2.0")
     which.add_argument("--stage", help=f"'{registry.STAGE}': fetch the version in "
                        f"production first")
-    cmd.add_argument("--host", default="127.0.0.1", help="address to listen on "
-                     "(default: 127.0.0.1)")
-    cmd.add_argument("--port", type=int, default=8080, help="0 picks a free port "
-                     "(default: 8080)")
-    cmd.add_argument("--max-batch", type=int, default=10_000,
-                     help="most rows in one request (default: 10000)")
-    cmd.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per "
-                     "prediction; more only helps big batches (default: 1)")
+    cmd.add_argument("--host", help="address to listen on (serve.host: 127.0.0.1)")
+    cmd.add_argument("--port", type=int, help="0 picks a free port (serve.port: 8080)")
+    cmd.add_argument("--max-batch", type=int, help="most rows in one request "
+                     "(serve.max_batch: 10000)")
+    cmd.add_argument("--threads", type=int, help="ONNX Runtime threads per prediction; "
+                     "more only helps big batches (serve.threads: 1)")
+    cmd.add_argument("--log-dir", help="request log folder (serve.log.dir)")
+    cmd.add_argument("--sample-rate", type=float, help="fraction of rows logged; 0: none "
+                     "(serve.log.sample_rate)")
+    cmd.add_argument("--follow-seconds", type=float, help="with --stage: seconds between "
+                     "looks at the production tag (serve.follow_seconds)")
+    cmd.add_argument("--no-follow", action="store_true", help="with --stage: keep the "
+                     "version fetched at start")
+
+    cmd = add("monitor", monitor_cmd, "judge the served model: drift, quality, "
+              "engineering; alarm actions")
+    cmd.add_argument("--package", type=Path, help="the served package's folder (default: "
+                     "the logged version's, fetched if needed)")
+    cmd.add_argument("--logs", help="request log folder (monitor.logs)")
+    cmd.add_argument("--labels", help="delayed labels file or folder (monitor.labels)")
+    cmd.add_argument("--metrics-url", help="the service's /metrics "
+                     "(monitor.engineering.metrics_url)")
+    cmd.add_argument("--window-hours", type=float, help="rows logged in the last this "
+                     "many hours (monitor.window_hours)")
+    cmd.add_argument("--out", help="folder for monitor.json and monitor.html (monitor.out)")
+    cmd.add_argument("--no-actions", action="store_true", help="judge only: no retrain "
+                     "trigger, no rollback")
+
+    cmd = add("simulate", simulate_cmd, "replay clean, then drifted traffic at a service "
+              "and monitor it: the alarm loop end to end")
+    which = cmd.add_mutually_exclusive_group()
+    which.add_argument("--package", type=Path, default=Path("models/package"),
+                       help="the package to serve (default: models/package)")
+    which.add_argument("--stage", choices=[registry.STAGE], help="serve the version in "
+                       "production (fetched), so an alarm can roll it back")
     return p
 
 
 @exits_cleanly
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    args.func(args)
+    return args.func(args) or 0
 
 
 if __name__ == "__main__":

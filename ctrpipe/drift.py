@@ -9,6 +9,8 @@ entries of the package's profile.json (`reference` reads their fractions back).
     PSI = sum over bins of (actual - expected) * ln(actual / expected)
 
 Common reading: below 0.1 stable, 0.1 to 0.2 a moderate shift, above 0.2 a large one.
+Categorical features are judged by the Jensen-Shannon distance instead (`js`): PSI is
+unbounded and, with many small categories, dominated by the EPSILON of empty ones.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from scipy.spatial import distance
 
 from ctrpipe import metrics, profile
 from ctrpipe.encoding import FeatureSchema
@@ -61,6 +64,14 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
     expected = np.maximum(np.asarray(expected, np.float64), EPSILON)
     actual = np.maximum(np.asarray(actual, np.float64), EPSILON)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def js(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Jensen-Shannon distance in base 2: 0 for the same distribution, 1 for disjoint."""
+    expected, actual = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
+    if not expected.sum() > 0 or not actual.sum() > 0:
+        return float("nan")
+    return float(distance.jensenshannon(expected, actual, base=2))
 
 
 def compare(expected: pa.Table, actual: pa.Table, schema: FeatureSchema, bins: int,

@@ -3,7 +3,9 @@ and encoded straight into the model's float32 matrix.
 
 The contract, as the service documents it:
 
-    body     {"rows": [row, ...]} or {"row": row}, nothing else at the top level
+    body     {"rows": [row, ...]} or {"row": row}; optionally "ids": [id, ...] (one per
+             row) or "id": id, strings the request log keeps so that delayed labels
+             (clicks) can be joined to the logged rows; nothing else at the top level
     row      an object with exactly the model's features as keys (`FeatureSchema.names`):
              a missing key and an unknown key are both refused, so a typo such as
              "flor_price" is an error instead of a silently missing feature
@@ -93,11 +95,15 @@ def rows_of(doc, max_batch: int) -> list:
     """The rows a parsed body asks about; 400 for another shape, 413 past `max_batch`."""
     if type(doc) is not dict:
         raise RequestError(400, f"{SHAPE}; got {kind(doc)}")
-    extra = [key for key in doc if key not in ("rows", "row")]
+    extra = [key for key in doc if key not in ("rows", "row", "ids", "id")]
     if extra:
         raise RequestError(400, f"unknown top-level key; {SHAPE}", field=extra[0])
-    if len(doc) != 1:
-        raise RequestError(400, f"{SHAPE}; got {'both' if doc else 'neither'}")
+    if ("rows" in doc) == ("row" in doc):
+        raise RequestError(400, f"{SHAPE}; got {'both' if 'row' in doc else 'neither'}")
+    for ids, rows in (("ids", "row"), ("id", "rows")):
+        if ids in doc and rows in doc:
+            raise RequestError(400, f"'{ids}' goes with '{'rows' if ids == 'ids' else 'row'}'",
+                               field=ids)
     if "row" in doc:
         return [doc["row"]]
     rows = doc["rows"]
@@ -108,6 +114,26 @@ def rows_of(doc, max_batch: int) -> list:
         raise RequestError(413, f"{len(rows)} rows; at most {max_batch} per request",
                            field="rows")
     return rows
+
+
+def ids_of(doc: dict, n: int) -> list | None:
+    """The client's ids of the rows (`"ids": [...]` beside "rows", `"id"` beside "row"),
+    which the request log keeps so delayed labels can be joined to it; None if absent.
+    Call after rows_of, which checked the shape."""
+    if "id" in doc:
+        ids = [doc["id"]]
+    elif "ids" in doc:
+        ids = doc["ids"]
+        if type(ids) is not list or len(ids) != n:
+            raise RequestError(400, f"'ids' must be a list with one id per row ({n})",
+                               field="ids")
+    else:
+        return None
+    for i, value in enumerate(ids):
+        if type(value) is not str and value is not None:
+            raise RequestError(422, f"an id must be a string or null; got {kind(value)}",
+                               field="ids" if "ids" in doc else "id", row=i)
+    return ids
 
 
 class RowEncoder:

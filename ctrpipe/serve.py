@@ -25,6 +25,7 @@ as a dependency of the S3 client, not pinned for us.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import signal
@@ -38,15 +39,17 @@ from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
                                Histogram, Info, ProcessCollector, generate_latest)
 
-from ctrpipe import onnx_export, package
+from ctrpipe import compiled, onnx_export, package, request_log
 from ctrpipe.encoding import FeatureSchema
 from ctrpipe.errors import ConfigError, DataError
-from ctrpipe.request_schema import RequestError, RowEncoder, parse, rows_of
+from ctrpipe.ops_config import Serve
+from ctrpipe.request_schema import RequestError, RowEncoder, ids_of, parse, rows_of
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +80,15 @@ class Model:
     encoder: RowEncoder
     parity: float  # the largest ONNX / XGBoost difference on the probe rows
     answer: dict  # {"version", "digest"}, as every prediction reports it
+    backend: str  # "compiled" or "onnx"
+    predict: Callable[[np.ndarray], np.ndarray]  # float32 matrix -> click probabilities
 
     def score(self, rows: list) -> np.ndarray:
-        """Click probabilities of request rows; a RequestError for the first bad one.
-        onnx_export.predict rather than Loaded.predict: the encoder already guarantees
-        the shape Loaded.predict checks, and that check is a tenth of a row's time."""
+        """Click probabilities of request rows; a RequestError for the first bad one."""
         x = self.encoder.encode(rows)
         if not len(x):
             return np.empty(0, dtype=np.float32)
-        return onnx_export.predict(self.loaded.session, x)
+        return self.predict(x)
 
 
 class Metrics:
@@ -115,7 +118,8 @@ class Metrics:
             self.errors.labels(endpoint, str(code)).inc()
 
     def serving(self, model: Model) -> None:
-        self.model.info({"version": model.version or "", "digest": model.loaded.digest})
+        self.model.info({"version": model.version or "", "digest": model.loaded.digest,
+                         "backend": model.backend})
         self.swaps.inc()
 
     def render(self) -> bytes:
@@ -126,15 +130,19 @@ class Service:
     """The model reference, its checks, and what each endpoint answers (no HTTP here)."""
 
     def __init__(self, max_batch: int = 10_000, max_body: int | None = None,
-                 threads: int = 1) -> None:
+                 threads: int = 1, log: request_log.Settings | None = None,
+                 backend: str = "auto") -> None:
         self.max_batch = max_batch
         self.max_body = max_body or default_max_body(max_batch)
         self.threads = threads
+        self.backend = backend
         self.metrics = Metrics()
+        self.log = request_log.RequestLog(log, self.metrics.registry) if log else None
         self.draining = False
         self.problem: str | None = None  # why the last load or swap was refused
         self._model: Model | None = None
         self._parity: dict[str, float] = {}  # digest -> checked difference
+        self._compiled: dict[str, compiled.Compiled | None] = {}  # digest -> model
         self._swap_lock = threading.Lock()
 
     @property
@@ -175,9 +183,32 @@ class Service:
             files = files or verified_files(loaded)
             loaded = dataclasses.replace(
                 loaded, session=onnx_export.session(files["model.onnx"], self.threads))
+        if self.backend != "onnx" and loaded.digest not in self._compiled:
+            self._compiled[loaded.digest] = self._compile(loaded, files)
+        fast = self._compiled.get(loaded.digest)
         return Model(loaded=loaded, version=version, encoder=RowEncoder(loaded.schema),
                      parity=self._parity[loaded.digest],
-                     answer={"version": version, "digest": loaded.digest})
+                     answer={"version": version, "digest": loaded.digest},
+                     backend="compiled" if fast else "onnx",
+                     predict=fast.predict if fast else
+                     functools.partial(onnx_export.predict, loaded.session))
+
+    def _compile(self, loaded: package.Loaded, files: dict | None) -> compiled.Compiled | None:
+        """The model compiled to native code (checked against XGBoost), or None where
+        it cannot be: no compiler, or a kind of model the generator does not handle.
+        ONNX Runtime serves then; with backend "compiled" that is an error instead."""
+        files = files or verified_files(loaded)
+        try:
+            return compiled.load(files["model.ubj"], len(loaded.schema.names),
+                                 threads=self.threads,
+                                 source_name=f"{loaded.path}/model.ubj",
+                                 probe=probe_matrix(loaded.schema,
+                                                    json.loads(files["profile.json"])))
+        except ConfigError as exc:
+            if self.backend == "compiled":
+                raise DataError(str(exc)) from None
+            log.warning("serving through ONNX Runtime: %s", exc)
+            return None
 
     def predict(self, body: bytes) -> tuple[int, dict]:
         """Status and JSON answer of POST /predict for a request body."""
@@ -186,10 +217,15 @@ class Service:
             return 503, {"error": self.problem or "no model loaded yet", "field": None,
                          "row": None}
         try:
-            scores = model.score(rows_of(parse(body), self.max_batch)).tolist()
+            doc = parse(body)
+            rows = rows_of(doc, self.max_batch)
+            ids = ids_of(doc, len(rows))
+            scores = model.score(rows).tolist()
         except RequestError as exc:
             return exc.status, exc.body()
         self.metrics.rows.inc(len(scores))
+        if self.log is not None:
+            self.log.offer(rows, ids, scores, model.loaded.schema, model.answer)
         return 200, {"model": model.answer, "predictions": scores}
 
     def readiness(self) -> tuple[int, dict]:
@@ -197,12 +233,18 @@ class Service:
         if self.draining or model is None:
             reason = "shutting down" if self.draining else self.problem or "no model loaded"
             return 503, {"ready": False, "reason": reason}
-        return 200, {"ready": True, "model": model.answer, "parity": model.parity}
+        return 200, {"ready": True, "model": model.answer, "parity": model.parity,
+                     "backend": model.backend}
 
     def drain(self) -> None:
         """Stop being ready: a load balancer moves traffic away while requests finish."""
         self.draining = True
         self.metrics.ready.set(0)
+
+    def close(self) -> None:
+        """After the last request: write what the request log still buffers."""
+        if self.log is not None:
+            self.log.close()
 
 
 def verified_files(loaded: package.Loaded) -> dict[str, bytes]:
@@ -472,6 +514,7 @@ class Server(ThreadingHTTPServer):
         self.shutdown()
         finished = self.in_flight.wait_idle(grace)
         self.server_close()
+        self.service.close()
         return finished
 
     @property
@@ -479,35 +522,49 @@ class Server(ThreadingHTTPServer):
         return f"http://{self.server_name}:{self.server_port}"
 
 
-def run(path: str | Path, version: str | None, host: str = "127.0.0.1", port: int = 8080,
-        max_batch: int = 10_000, threads: int = 1) -> None:
+def run(path: str | Path, version: str | None, settings: Serve, repo: Path | None = None,
+        follow: bool = False) -> None:
     """`python -m ctrpipe serve`: listen first (so /health answers while the model
-    loads), load and check the package, serve until SIGTERM or SIGINT, then drain."""
-    for name, value, low in (("--port", port, 0), ("--max-batch", max_batch, 1),
-                             ("--threads", threads, 1)):
-        if not low <= value <= (65535 if name == "--port" else 1 << 20):
-            raise ConfigError(f"{name}: {value} is out of range")
-    service = Service(max_batch=max_batch, threads=threads)
+    loads), load and check the package, serve until SIGTERM or SIGINT, then drain.
+    With `follow`, swap to whatever version `repo`'s production tag names (follow.py)."""
+    log_settings = settings.log if settings.log.sample_rate > 0 else None
+    if log_settings is not None and repo is not None:
+        log_settings = log_settings.model_copy(update={"dir": str(repo / log_settings.dir)})
+    service = Service(max_batch=settings.max_batch, threads=settings.threads, log=log_settings,
+                      backend=settings.backend)
     try:
-        server = Server((host, port), service)
+        server = Server((settings.host, settings.port), service)
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+        service.close()
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port} "
+                          f"({exc.strerror or exc})") from None
     # The handler only appends to a list: Event.set() takes a lock, and a signal that
     # lands while the main thread holds that lock inside Event.wait() deadlocks it.
     stop: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, _: stop.append(signum))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     server.start()
+    follower = None
     try:
         print(f"listening on {server.url}; loading {path}", flush=True)
         model = service.load(path, version)
         print(f"serving {version or 'an unversioned package'} (manifest sha256 "
               f"{model.loaded.digest[:12]}; ONNX agrees with XGBoost to "
-              f"{model.parity:.1e} on the probe rows) on {server.url}", flush=True)
+              f"{model.parity:.1e} on the probe rows; predicting with the "
+              f"{model.backend} model) on {server.url}", flush=True)
+        if log_settings is not None:
+            print(f"logging {log_settings.sample_rate:g} of rows to {log_settings.dir}",
+                  flush=True)
+        if follow and repo is not None:
+            from ctrpipe.follow import Follower  # needs git and the registry
+            follower = Follower(service, repo, settings.follow_seconds).start()
+            print(f"following production every {settings.follow_seconds:g} s", flush=True)
         while not stop:
             time.sleep(0.2)
         print("stopping: finishing the requests in flight", flush=True)
     finally:
+        if follower is not None:
+            follower.stop()
         finished = server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -272,3 +272,53 @@ def test_rollback_to_a_version_missing_from_the_remote_is_refused(repo, s3):
         fs.pipe(key, original)
     assert cli(repo, "rollback", "--to", "v1.1.0").returncode == 0
     assert registry.production(repo).version == "v1.1.0"
+
+
+def test_an_alarm_on_a_baking_version_rolls_it_back_and_history_shows_it(repo, s3, spark,
+                                                                         tmp_path):
+    """v1.1.0 was just put back in production by a person, so it is baking: shifted
+    traffic through a real service logging it, then `monitor`, rolls it back to v1.0.0
+    through the same rollback as the CLI, and triggers the retrain command."""
+    import pyarrow.parquet as pq
+
+    from ctrpipe import ops_config, package, simulate
+    from ctrpipe.monitor import run as monitor
+    from ctrpipe.serve import Server, Service
+
+    assert registry.production(repo).version == "v1.1.0"
+    _, _, folder = publish.fetch(repo, where(repo), version="v1.1.0")
+    service = Service(log=ops_config.RequestLog(dir=str(repo / "logs"), sample_rate=1.0))
+    service.load(folder, "v1.1.0")
+    srv = Server(("127.0.0.1", 0), service).start()
+    try:
+        rows = simulate.sample(pq.read_table(repo / "data/processed/validation.parquet"),
+                               3000, 1)
+        shifted = simulate.drifted(rows, {"device": {"set": "ctv", "fraction": 0.8},
+                                          "floor_price": {"scale": 4.0}}, 2)
+        replayed = simulate.replay(srv.url, simulate.requests(shifted,
+                                                              service.model.loaded.schema, 300))
+    finally:
+        srv.stop()
+    assert replayed.statuses == {200: 10}
+    marker = tmp_path / "retrain-ran"
+    settings = ops_config.Monitor.model_validate({
+        "logs": "logs", "window_hours": 1, "min_rows": 1000,
+        "actions": {"retrain": {"kind": "command", "command": [
+            sys.executable, "-c", f"open({str(marker)!r}, 'w').write('x')"]},
+            "rollback": {"checks": ["input_drift", "prediction_drift"]}}})
+    result, _ = monitor.monitor(monitor.Options(repo, settings), spark=spark)
+    assert result["verdict"] == "alarm" and result["model"]["version"] == "v1.1.0"
+    done = {a["action"]: a for a in result["actions"]}
+    assert done["rollback"]["status"] == "done", done
+    assert done["retrain"]["status"] == "done" and marker.exists()
+    assert registry.production(repo).version == "v1.0.0"
+    trail = json.loads(cli(repo, "history", "--json").stdout)
+    assert trail[-1]["action"] == "rollback" and trail[-1]["version"] == "v1.0.0"
+    assert "auto: monitor alarm on v1.1.0: device" in trail[-1]["message"]
+    assert trail[-1]["tag"] in origin_tags(repo)
+
+    again, _ = monitor.monitor(monitor.Options(repo, settings), spark=spark)
+    rollback = next(a for a in again["actions"] if a["action"] == "rollback")
+    assert rollback["status"] == "skipped" and "no longer in production" in rollback["detail"]
+    assert registry.production(repo).version == "v1.0.0"
+    assert package.digest(folder) == result["model"]["digest"]

@@ -1,0 +1,165 @@
+"""The monitor command: the served model's traffic, labels and metrics, judged.
+
+monitor.json (keys sorted):
+
+    {"format": 1, "verdict": "ok" | "warn" | "alarm", "time": ISO-8601,
+     "window": {"since": ISO-8601 | null},
+     "model": {"version": str | null, "digest": str, "package": path},
+     "rows": {"logged": n, "labelled": n | null, "other_models": [{"version", "digest",
+              "rows"}]},
+     "checks": [check, ...],                     # checks.py; the verdict's reasons
+     "drift": {feature | "prediction": {"kind", "metric", "bins": [label, ...],
+               "expected": [fraction, ...], "actual": [fraction, ...]}},
+     "quality": {"overall": figures, "reliability": [...],
+                 "slices": {feature: {value: figures + "reference_roc_auc"}},
+                 "reference": {"roc_auc", "logloss", "positive_rate"} | null} | null,
+     "engineering": {"url", "p50_ms", "p99_ms", "error_rate", "client_error_rate",
+                     "memory_mib", "cpu_cores", "requests"} | null,
+     "actions": [{"action", "status", "detail"}, ...]}
+
+Only the rows of the newest package in the window are judged (the one serving now);
+rows of other packages (before a swap) are counted in rows.other_models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ctrpipe import config, io, package, publish, registry, remote
+from ctrpipe import spark as spark_session
+from ctrpipe.errors import DataError
+from ctrpipe.monitor import actions, checks, engineering, html, quality, traffic
+from ctrpipe.ops_config import Monitor
+
+FORMAT = 1
+METRICS = "reports/evaluate/metrics.json"
+
+
+@dataclass(frozen=True)
+class Options:
+    repo: Path
+    settings: Monitor
+    package: Path | None = None  # default: the served version's, fetched if needed
+    act: bool = True  # run the alarm actions
+    now: dt.datetime | None = None
+
+
+def monitor(options: Options, spark=None) -> tuple[dict, Path]:
+    """Judge the traffic; write monitor.json and monitor.html; run the actions.
+    The result and the folder written."""
+    s, repo = options.settings, options.repo
+    now = options.now or dt.datetime.now(dt.timezone.utc)
+    since = now - dt.timedelta(hours=s.window_hours) if s.window_hours else None
+    spark = spark or spark_session.session(spark_settings(repo), app="ctrpipe-monitor")
+    rows = traffic.read_logs(spark, repo / s.logs, since)
+    served = traffic.models(rows)
+    if not served:
+        raise DataError(f"{repo / s.logs}: no logged rows since {since:%Y-%m-%d %H:%M} UTC")
+    newest = served[0]
+    folder = options.package or package_of(repo, newest)
+    loaded = package.load(folder)
+    if loaded.digest != newest["digest"]:
+        raise DataError(f"{folder}: its manifest sha256 {loaded.digest[:12]} is not the "
+                        f"logged model's {newest['digest'][:12]}")
+    profile = json.loads((Path(folder) / "profile.json").read_text(encoding="utf-8"))
+    mine = rows.where(rows.digest == newest["digest"]).cache()
+    entries = {**profile["features"], "prediction": profile["prediction"]}
+    counts = traffic.histograms(mine, entries)
+    drift_checks, drift = checks.drift_checks(profile, counts, newest["rows"], s)
+
+    labelled = None
+    if s.labels:
+        labels = traffic.read_labels(spark, repo / s.labels, s.id_column, s.label_column)
+        labelled = quality.summarize(traffic.buckets(mine, labels, s.quality.slices),
+                                     s.quality.min_slice_rows)
+    reference = reference_metrics(repo, newest["version"], loaded.digest)
+    if labelled is not None:
+        add_reference(labelled, reference)
+    figures = None
+    if s.engineering.metrics_url:
+        figures = {"url": s.engineering.metrics_url,
+                   **engineering.figures(engineering.scrape(s.engineering.metrics_url))}
+    mine.unpersist()
+
+    all_checks = [*drift_checks, *checks.quality_checks(labelled, reference, s),
+                  *checks.engineering_checks(figures, s)]
+    result = {
+        "format": FORMAT, "verdict": checks.verdict(all_checks), "time": now.isoformat(),
+        "window": {"since": since.isoformat() if since else None},
+        "model": {"version": newest["version"], "digest": newest["digest"],
+                  "package": str(folder)},
+        "rows": {"logged": newest["rows"],
+                 "labelled": labelled["overall"]["rows"] if labelled else None,
+                 "other_models": [{k: m[k] for k in ("version", "digest", "rows")}
+                                  for m in served[1:]]},
+        "checks": all_checks, "drift": drift, "quality": labelled,
+        "engineering": figures, "actions": [],
+    }
+    out = repo / s.out
+    write(result, out)
+    if options.act:
+        result["actions"] = [actions.retrain(result, s.actions.retrain, out / "monitor.json"),
+                             actions.rollback(repo, result, s.actions.rollback, now)]
+        write(result, out)
+    return result, out
+
+
+def add_reference(labelled: dict, reference: dict | None) -> None:
+    """Put the validation figures beside the live ones, for the report."""
+    ref = reference or {}
+    labelled["reference"] = None if reference is None else \
+        {k: ref.get(k) for k in ("roc_auc", "logloss", "positive_rate")}
+    for name, values in labelled["slices"].items():
+        for value, figures in values.items():
+            figures["reference_roc_auc"] = \
+                ref.get("slices", {}).get(name, {}).get(value, {}).get("roc_auc")
+
+
+def write(result: dict, out: Path) -> None:
+    io.write_json(out / "monitor.json", result)
+    io.write_text(out / "monitor.html", html.render(result))
+
+
+def package_of(repo: Path, served: dict) -> Path:
+    """The served package: the working tree's models/package when it is the one logged,
+    else the logged version's, fetched already or now from the DVC remote."""
+    version = served["version"]
+    for folder in (repo / "models" / "package",
+                   *([repo / "models" / "fetched" / version] if version else [])):
+        if _digest_or_none(folder) == served["digest"]:
+            return folder
+    if version is None:
+        raise DataError(f"the logged rows come from an unversioned package (manifest "
+                        f"sha256 {served['digest'][:12]}) that is not models/package; "
+                        f"name its folder with --package")
+    _, _, folder = publish.fetch(repo, remote.resolve(repo), version=version)
+    return folder
+
+
+def reference_metrics(repo: Path, version: str | None, digest: str) -> dict | None:
+    """The served model's validation metrics: from the version's commit, or for an
+    unversioned package the working tree's, if its package is the one served."""
+    text = None
+    if version is not None:
+        try:
+            text = registry.show(repo, registry.find(repo, version).commit, METRICS)
+        except registry.RegistryError:
+            text = None
+    elif (repo / METRICS).exists() and _digest_or_none(repo / "models" / "package") == digest:
+        text = (repo / METRICS).read_text(encoding="utf-8")
+    return json.loads(text).get("validation") if text else None
+
+
+def spark_settings(repo: Path) -> config.Spark:
+    path = repo / config.PARAMS_FILE
+    return config.load(path).spark if path.exists() else config.Spark()
+
+
+def _digest_or_none(folder: Path) -> str | None:
+    try:
+        return package.digest(folder)
+    except (OSError, DataError):
+        return None

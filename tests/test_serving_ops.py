@@ -1,0 +1,285 @@
+"""What runs beside the request path: the sampled request log (rotating Parquet files)
+and following production's tag (a publish or rollback reaches a running service under
+load without failing a request). Real HTTP on loopback, real git tags in temp folders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from ctrpipe import encoding, package, registry, request_log
+from ctrpipe.errors import DataError
+from ctrpipe.follow import Follower
+from ctrpipe.ops_config import RequestLog
+from ctrpipe.request_log import PATTERN
+from ctrpipe.serve import Server, Service
+from tests.test_serve import Client, close, expected, packages, request_rows  # noqa: F401
+
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+
+
+def served(paths, settings: RequestLog | None, version: str | None = "v1.0.0") -> Server:
+    service = Service(max_batch=500, log=settings)
+    service.load(paths["a"], version)
+    return Server(("127.0.0.1", 0), service).start()
+
+
+def log_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob(PATTERN))
+
+
+def test_every_row_is_logged_with_its_id_prediction_and_raw_values(packages, tmp_path):
+    paths, validation = packages
+    srv = served(paths, RequestLog(dir=str(tmp_path), sample_rate=1.0))
+    rows = request_rows(validation, package.load(paths["a"]).schema, 40)
+    client = Client(srv)
+    try:
+        status, answer = client.predict({"rows": rows[:30], "ids": [f"r{i}" for i in range(30)]})
+        assert status == 200
+        assert client.predict({"row": rows[30], "id": "single"})[0] == 200
+        assert client.predict({"rows": rows[31:]})[0] == 200  # no ids: null
+        assert client.predict({"rows": [{"nope": 1}], "ids": ["bad"]})[0] == 422
+    finally:
+        client.close()
+        srv.stop()
+    (file,) = log_files(tmp_path)
+    table = pq.read_table(file)
+    assert table.num_rows == 40  # the refused request is not logged
+    logged = table.to_pylist()
+    assert [r["id"] for r in logged] == [f"r{i}" for i in range(30)] + ["single"] + [None] * 9
+    assert [r["prediction"] for r in logged] == close(expected(paths["a"], rows))
+    assert {r["version"] for r in logged} == {"v1.0.0"}
+    assert {r["digest"] for r in logged} == {package.digest(paths["a"])}
+    assert logged[0]["device"] == "never-seen-device"  # as sent, not as encoded
+    assert logged[1]["floor_price"] is None and logged[3]["position"] == 3.0
+
+
+def test_sampling_keeps_about_the_configured_share(packages, tmp_path):
+    paths, validation = packages
+    srv = served(paths, RequestLog(dir=str(tmp_path), sample_rate=0.2))
+    rows = request_rows(validation, package.load(paths["a"]).schema, 100)
+    client = Client(srv)
+    try:
+        for _ in range(20):
+            assert client.predict({"rows": rows})[0] == 200  # 2,000 rows in batches
+        for row in rows:
+            assert client.predict({"row": row})[0] == 200  # 100 single rows
+    finally:
+        client.close()
+        srv.stop()
+    logged = sum(pq.read_metadata(f).num_rows for f in log_files(tmp_path))
+    assert 300 <= logged <= 540  # 20% of 2,100 is 420; this band is 5.5 sigma wide
+
+
+def test_files_rotate_by_rows_and_by_age_and_never_show_half_written(packages, tmp_path):
+    paths, validation = packages
+    srv = served(paths, RequestLog(dir=str(tmp_path), sample_rate=1.0, rotate_rows=50,
+                                   rotate_seconds=0.5))
+    rows = request_rows(validation, package.load(paths["a"]).schema, 30)
+    client = Client(srv)
+    try:
+        for _ in range(4):
+            assert client.predict({"rows": rows})[0] == 200
+        for _ in range(100):  # bounded wait for the age rotation of the last rows
+            if sum(pq.read_metadata(f).num_rows for f in log_files(tmp_path)) == 120:
+                break
+            time.sleep(0.05)
+        files = log_files(tmp_path)
+        assert len(files) >= 2 and sum(pq.read_metadata(f).num_rows for f in files) == 120
+        assert not [p for p in tmp_path.iterdir() if p not in files]  # no temp files left
+    finally:
+        client.close()
+        srv.stop()
+
+
+def test_a_model_with_other_features_starts_a_new_file(tmp_path):
+    """One file, one set of columns: rows of a model with other features (after a swap
+    to a major version) go to a file of their own."""
+    def schema(numeric):
+        return encoding.FeatureSchema(numeric=numeric, categorical={"device": ["m"]},
+                                      id="id", time="ts", label="y", weight="w")
+
+    log = request_log.RequestLog(RequestLog(dir=str(tmp_path), sample_rate=1.0))
+    old, new = schema(["price"]), schema(["price", "bid"])
+    log.offer([{"price": 1.0, "device": "m"}], None, [0.1], old, {"version": "v1.0.0",
+                                                                   "digest": "d1"})
+    log.offer([{"price": 2, "bid": None, "device": None}], ["i"], [0.2], new,
+              {"version": "v2.0.0", "digest": "d2"})
+    log.close()
+    tables = [pq.read_table(f) for f in log_files(tmp_path)]
+    assert [t.column_names[5:] for t in tables] == [["price", "device"],
+                                                   ["price", "bid", "device"]]
+    assert tables[1].to_pylist()[0] | {"ts": None} == {
+        "ts": None, "id": "i", "version": "v2.0.0", "digest": "d2", "prediction": 0.2,
+        "price": 2.0, "bid": None, "device": None}
+
+
+def test_a_full_queue_drops_samples_and_counts_them_instead_of_blocking(packages, tmp_path):
+    paths, validation = packages
+    service = Service(log=RequestLog(dir=str(tmp_path), sample_rate=1.0, queue=1))
+    service.load(paths["a"])
+    body = json.dumps({"rows": request_rows(validation, service.model.loaded.schema, 5)})
+    gate = threading.Lock()
+    gate.acquire()
+    original = service.log._write
+    service.log._write = lambda *a: (gate.acquire(), original(*a))  # a stalled disk
+    try:
+        service.log.settings = service.log.settings.model_copy(update={"rotate_rows": 1})
+        statuses = [service.predict(body.encode())[0] for _ in range(20)]
+    finally:
+        gate.release()
+        service.close()
+    assert statuses == [200] * 20
+    dropped = service.metrics.registry.get_sample_value("ctrpipe_request_log_dropped_rows_total")
+    assert dropped >= 5 * 17  # at most one in the writer, one queued, one racing
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"rows": [{}], "ids": ["a", "b"]}, 400, "ids"),
+    ({"rows": [{}], "ids": "a"}, 400, "ids"),
+    ({"row": {}, "ids": ["a"]}, 400, "ids"),
+    ({"rows": [{}], "id": "a"}, 400, "id"),
+])
+def test_ids_of_a_wrong_shape_are_refused_with_the_field(packages, body, status, field):
+    paths, _ = packages
+    service = Service()
+    service.load(paths["a"])
+    code, answer = service.predict(json.dumps(body).encode())
+    assert (code, answer["field"]) == (status, field), answer
+
+
+def test_an_id_that_is_not_a_string_is_a_422_naming_the_row(packages):
+    paths, validation = packages
+    service = Service()
+    service.load(paths["a"])
+    rows = request_rows(validation, service.model.loaded.schema, 4)[:2]
+    code, answer = service.predict(json.dumps({"rows": rows, "ids": ["x", 7]}).encode())
+    assert (code, answer["field"], answer["row"]) == (422, "ids", 1)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture()
+def tagged(tmp_path):
+    """A bare 'origin' with v1.0.0 and v1.1.0 registered and v1.0.0 in production,
+    and a clone of it where the service runs."""
+    origin, work = tmp_path / "origin.git", tmp_path / "work"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(tmp_path, "clone", "-q", str(origin), str(work))
+    for key, value in (("user.name", "t"), ("user.email", "t@example.com")):
+        git(work, "config", key, value)
+    tags = []
+    for version in ("v1.0.0", "v1.1.0"):  # gto registers one version per commit
+        (work / "README").write_text(version)
+        git(work, "add", "README")
+        git(work, "commit", "-q", "-m", version)
+        head = git(work, "rev-parse", "HEAD").strip()
+        tags.append(registry.register(work, version, head, version))
+    tags.append(registry.assign(work, "v1.0.0", "publish"))
+    git(work, "push", "-q", "origin", "HEAD", *[f"refs/tags/{t}" for t in tags])
+    serving = tmp_path / "serving"
+    git(tmp_path, "clone", "-q", str(origin), str(serving))
+    return work, serving
+
+
+def test_the_service_follows_production_under_load_and_fails_no_request(packages, tagged):
+    paths, validation = packages
+    work, serving = tagged
+    folders = {"v1.0.0": paths["a"], "v1.1.0": paths["b"]}
+    srv = served(paths, None, version="v1.0.0")
+    follower = Follower(srv.service, serving, interval=3600,
+                        fetch=lambda v: (package.digest(folders[v]), folders[v]))
+    rows = request_rows(validation, package.load(paths["b"]).schema, 4)
+    answers = {package.digest(p): expected(p, rows) for p in folders.values()}
+    done, results, lock = threading.Event(), [], threading.Lock()
+
+    def hammer():
+        client = Client(srv)
+        for _ in range(20_000):  # bounded, whatever happens to `done`
+            if done.is_set():
+                break
+            answer = client.predict({"rows": rows})
+            with lock:
+                results.append(answer)
+        client.close()
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        assert follower.check() is None  # v1.0.0 is served already
+        moves = []
+        for target in ("v1.1.0", "v1.0.0"):  # a publish, then a rollback, elsewhere
+            registry.push_tags(work, [registry.assign(work, target, f"to {target}")])
+            moves.append(follower.check())
+            seen = len(results)
+            for _ in range(10_000):
+                if len(results) >= seen + 20:
+                    break
+                time.sleep(0.001)
+    finally:
+        done.set()
+        for t in threads:
+            t.join(timeout=60)
+        srv.stop()
+    assert moves == ["v1.1.0", "v1.0.0"]
+    assert results and all(status == 200 for status, _ in results)
+    versions = [a["model"]["version"] for _, a in results]
+    assert "v1.1.0" in versions and versions[-1] == "v1.0.0"
+    for _, answer in results:
+        assert answer["predictions"] == close(answers[answer["model"]["digest"]])
+
+
+def test_a_failed_swap_keeps_the_current_model_and_is_counted(packages, tagged):
+    paths, _ = packages
+    work, serving = tagged
+    srv = served(paths, None, version="v1.0.0")
+    follower = Follower(srv.service, serving, interval=0.05,
+                        fetch=lambda v: (package.digest(paths["broken"]), paths["broken"]))
+    try:
+        registry.push_tags(work, [registry.assign(work, "v1.1.0", "publish")])
+        follower.start()
+        for _ in range(200):  # bounded: the thread polls every 0.05 s
+            if srv.service.metrics.registry.get_sample_value("ctrpipe_follow_errors_total"):
+                break
+            time.sleep(0.05)
+    finally:
+        follower.stop()
+        srv.stop()
+    assert srv.service.metrics.registry.get_sample_value("ctrpipe_follow_errors_total") >= 1
+    assert srv.service.model.version == "v1.0.0"
+    assert "ONNX and XGBoost predictions differ" in srv.service.problem
+
+
+def test_the_compiled_model_serves_and_onnx_stands_in_without_a_compiler(
+        packages, tmp_path, monkeypatch):
+    paths, validation = packages
+    rows = request_rows(validation, package.load(paths["a"]).schema, 8)
+    body = json.dumps({"rows": rows}).encode()
+    answers = {}
+    monkeypatch.setenv("CTRPIPE_CACHE", str(tmp_path / "cache"))
+    for backend, cc in (("auto", None), ("onnx", None), ("auto", "/nonexistent/cc")):
+        if cc:
+            monkeypatch.setenv("CC", cc)
+            monkeypatch.setenv("CTRPIPE_CACHE", str(tmp_path / "empty"))
+        service = Service(backend=backend)
+        model = service.load(paths["a"])
+        status, answer = service.predict(body)
+        assert status == 200 and answer["predictions"] == close(expected(paths["a"], rows))
+        answers[(backend, cc)] = model.backend
+        assert service.readiness()[1]["backend"] == model.backend
+    assert answers == {("auto", None): "compiled", ("onnx", None): "onnx",
+                       ("auto", "/nonexistent/cc"): "onnx"}
+    refusing = Service(backend="compiled")
+    with pytest.raises(DataError, match="no C compiler"):
+        refusing.load(paths["a"])
+    assert refusing.readiness()[0] == 503
