@@ -4,7 +4,8 @@
     python bench/serve.py --duration 5 --rate 500 --connections 8
 
 1. In process, one row at a time, as a /predict request does it: RowEncoder.encode of a
-   parsed row, then Loaded.predict (ONNX Runtime, one thread). p50 / p99 over --calls
+   parsed row, then the model the service chose (the compiled model, or ONNX Runtime
+   without a compiler; one thread). p50 / p99 over --calls
    calls, cycling through 1,000 rows; encode and ONNX alone for the split, and the whole
    request path without HTTP (JSON parse + encode + predict + answer dict).
 2. Batches of 10,000 rows: rows/s of encode + predict, the split, the same through a
@@ -41,7 +42,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ctrpipe import onnx_export, package  # noqa: E402
+from ctrpipe import compiled, onnx_export, package  # noqa: E402
 from ctrpipe.serve import Service  # noqa: E402
 from predict import random_package, timed  # noqa: E402  (bench/predict.py, this folder)
 
@@ -67,9 +68,11 @@ def in_process(service: Service, rows: list[dict], calls: int, threads: int) -> 
     bodies = [json.dumps({"row": r}).encode() for r in rows[:1000]]
     both = timed(model.score, singles, calls)
     onnx = timed(lambda x: onnx_export.predict(model.loaded.session, x), encoded, calls)
-    print(f"single row, encode + ONNX (us)      {percentiles(both)}   (Model.score)")
+    print(f"single row, encode + {model.backend:8} (us) {percentiles(both)}   (Model.score)")
     print(f"  encode only                       "
           f"{percentiles(timed(model.encoder.encode, singles, calls))}")
+    print(f"  {model.backend} model only              "
+          f"{percentiles(timed(model.predict, encoded, calls))}")
     print(f"  ONNX only                         {percentiles(onnx)}")
     print(f"  ONNX only through Loaded.predict  "
           f"{percentiles(timed(model.loaded.predict, encoded, calls))}")
@@ -101,8 +104,13 @@ def batches(service: Service, rows: list[dict], batch_threads: int) -> float:
         print(f"{label:36}{seconds * 1e3:7.1f} ms  {n / seconds:11,.0f} rows/s")
 
     total = best_of(lambda: model.score(rows))
-    line(f"batch of {n:,}, encode + ONNX", total)
+    line(f"batch of {n:,}, encode + {model.backend}", total)
     line("  encode only", best_of(lambda: model.encoder.encode(rows)))
+    line(f"  {model.backend} model only, 1 thread", best_of(lambda: model.predict(x)))
+    if batch_threads > 1 and model.backend == "compiled":
+        wide = compiled.load((model.loaded.path / "model.ubj").read_bytes(), x.shape[1],
+                             threads=batch_threads)
+        line(f"  compiled model only, {batch_threads} threads", best_of(lambda: wide.predict(x)))
     one = model.loaded.session
     line("  ONNX only, 1 thread", best_of(lambda: onnx_export.predict(one, x)))
     if batch_threads > 1:

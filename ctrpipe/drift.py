@@ -43,8 +43,18 @@ def fractions(e: dict, column: pa.ChunkedArray, weights: np.ndarray) -> np.ndarr
     """The weighted fraction of `column` in each bin of entry `e`, missing last, in the
     order of `reference(e)`. Values the entry never saw go to the categorical `other` bin
     or to the outer numeric bins."""
+    weights = np.asarray(weights, np.float64)
+    return counts(e, column, weights) / weights.sum()
+
+
+def counts(e: dict, column: pa.Array | pa.ChunkedArray,
+           weights: np.ndarray | None = None) -> np.ndarray:
+    """The weight (or, without weights, the number of rows) in each bin of entry `e`,
+    missing last, as `fractions` bins them."""
     if e["kind"] == "categorical":
-        text = column.cast(pa.string()).combine_chunks()
+        text = column.cast(pa.string())
+        if isinstance(text, pa.ChunkedArray):
+            text = text.combine_chunks()
         known = [v for v in e["values"] if v != profile.OTHER]
         index = pc.fill_null(pc.index_in(text, value_set=pa.array(known, pa.string())),
                              len(known)).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -56,8 +66,7 @@ def fractions(e: dict, column: pa.ChunkedArray, weights: np.ndarray) -> np.ndarr
         index = np.searchsorted(np.asarray(e["edges"], np.float64), values, side="left")
         size = len(e["edges"]) + 1
     index = np.where(missing, size, index)  # the missing bin comes last
-    weights = np.asarray(weights, np.float64)
-    return np.bincount(index, weights=weights, minlength=size + 1) / weights.sum()
+    return np.bincount(index, weights=weights, minlength=size + 1)
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:

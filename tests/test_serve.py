@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,48 @@ class Client:
 
     def close(self):
         self.conn.close()
+
+
+class Load:
+    """Threads posting one body on keep-alive connections until stopped (each at most
+    20,000 requests, whatever happens); `results` collects (status, answer)."""
+
+    def __init__(self, srv: Server, body: dict, threads: int):
+        self.results: list = []
+        self._done, self._lock = threading.Event(), threading.Lock()
+        self._threads = [threading.Thread(target=self._post, args=(srv, body))
+                         for _ in range(threads)]
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._done.set()
+        for t in self._threads:
+            t.join(timeout=60)
+
+    def wait_for(self, more: int) -> None:
+        """Until `more` further answers are in (bounded: 10 s)."""
+        seen = len(self.results)
+        for _ in range(10_000):
+            if len(self.results) >= seen + more or not any(t.is_alive() for t in self._threads):
+                return
+            time.sleep(0.001)
+
+    def _post(self, srv: Server, body: dict) -> None:
+        client = Client(srv)
+        for _ in range(20_000):
+            if self._done.is_set():
+                break
+            answer = client.predict(body)
+            with self._lock:
+                self.results.append(answer)
+        client.close()
 
 
 def raw_exchange(srv: Server, data: bytes) -> tuple[int, dict]:
@@ -483,34 +526,15 @@ def test_swap_under_concurrent_requests_fails_none(server, packages):
     rows = request_rows(validation, loaded["a"].schema, 6)
     answers = {loaded[n].digest: expected(paths[n], rows) for n in loaded}
     assert len(set(map(tuple, answers.values()))) == 2  # the two models disagree
-    done, results, lock = threading.Event(), [], threading.Lock()
-
-    def hammer():
-        client = Client(server)
-        for _ in range(20_000):  # bounded, whatever happens to `done`
-            if done.is_set():
-                break
-            status, answer = client.predict({"rows": rows})
-            with lock:
-                results.append((status, answer))
-        client.close()
-
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
-        for i in range(20):
-            server.service.swap(loaded["b" if i % 2 == 0 else "a"])
-            seen = len(results)
-            for _ in range(10_000):  # let some requests through before the next swap
-                if len(results) >= seen + 8 or not any(t.is_alive() for t in threads):
-                    break
-                threading.Event().wait(0.001)
-    finally:
-        done.set()
-        for t in threads:
-            t.join(timeout=60)
-        server.service.swap(loaded["a"], "v1.0.0")
+    with Load(server, {"rows": rows}, threads=4) as load:
+        try:
+            for i in range(20):
+                server.service.swap(loaded["b" if i % 2 == 0 else "a"])
+                load.wait_for(8)  # let some requests through before the next swap
+        finally:
+            load.stop()
+            server.service.swap(loaded["a"], "v1.0.0")
+    results = load.results
     assert results and all(status == 200 for status, _ in results), \
         [r for r in results if r[0] != 200][:3]
     digests = {answer["model"]["digest"] for _, answer in results}

@@ -19,7 +19,8 @@ from ctrpipe.follow import Follower
 from ctrpipe.ops_config import RequestLog
 from ctrpipe.request_log import PATTERN
 from ctrpipe.serve import Server, Service
-from tests.test_serve import Client, close, expected, packages, request_rows  # noqa: F401
+from tests.test_serve import (Client, Load, close, expected, packages,  # noqa: F401
+                              request_rows)
 
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 
@@ -200,37 +201,18 @@ def test_the_service_follows_production_under_load_and_fails_no_request(packages
                         fetch=lambda v: (package.digest(folders[v]), folders[v]))
     rows = request_rows(validation, package.load(paths["b"]).schema, 4)
     answers = {package.digest(p): expected(p, rows) for p in folders.values()}
-    done, results, lock = threading.Event(), [], threading.Lock()
-
-    def hammer():
-        client = Client(srv)
-        for _ in range(20_000):  # bounded, whatever happens to `done`
-            if done.is_set():
-                break
-            answer = client.predict({"rows": rows})
-            with lock:
-                results.append(answer)
-        client.close()
-
-    threads = [threading.Thread(target=hammer) for _ in range(3)]
-    for t in threads:
-        t.start()
-    try:
-        assert follower.check() is None  # v1.0.0 is served already
-        moves = []
-        for target in ("v1.1.0", "v1.0.0"):  # a publish, then a rollback, elsewhere
-            registry.push_tags(work, [registry.assign(work, target, f"to {target}")])
-            moves.append(follower.check())
-            seen = len(results)
-            for _ in range(10_000):
-                if len(results) >= seen + 20:
-                    break
-                time.sleep(0.001)
-    finally:
-        done.set()
-        for t in threads:
-            t.join(timeout=60)
-        srv.stop()
+    moves = []
+    with Load(srv, {"rows": rows}, threads=3) as load:
+        try:
+            assert follower.check() is None  # v1.0.0 is served already
+            for target in ("v1.1.0", "v1.0.0"):  # a publish, then a rollback, elsewhere
+                registry.push_tags(work, [registry.assign(work, target, f"to {target}")])
+                moves.append(follower.check())
+                load.wait_for(20)
+        finally:
+            load.stop()
+            srv.stop()
+    results = load.results
     assert moves == ["v1.1.0", "v1.0.0"]
     assert results and all(status == 200 for status, _ in results)
     versions = [a["model"]["version"] for _, a in results]

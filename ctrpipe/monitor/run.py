@@ -36,6 +36,7 @@ from ctrpipe.ops_config import Monitor
 
 FORMAT = 1
 METRICS = "reports/evaluate/metrics.json"
+ARROW_BATCH = 100_000  # rows per Arrow batch handed to numpy (Spark's default: 10,000)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ def monitor(options: Options, spark=None) -> tuple[dict, Path]:
     now = options.now or dt.datetime.now(dt.timezone.utc)
     since = now - dt.timedelta(hours=s.window_hours) if s.window_hours else None
     spark = spark or spark_session.session(spark_settings(repo), app="ctrpipe-monitor")
+    # The numpy side (traffic.py) pays per batch, not per row: bigger Arrow batches.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH))
     rows = traffic.read_logs(spark, repo / s.logs, since)
     served = traffic.models(rows)
     if not served:
@@ -65,7 +68,7 @@ def monitor(options: Options, spark=None) -> tuple[dict, Path]:
         raise DataError(f"{folder}: its manifest sha256 {loaded.digest[:12]} is not the "
                         f"logged model's {newest['digest'][:12]}")
     profile = json.loads((Path(folder) / "profile.json").read_text(encoding="utf-8"))
-    mine = rows.where(rows.digest == newest["digest"]).cache()
+    mine = rows.where(rows.digest == newest["digest"])
     entries = {**profile["features"], "prediction": profile["prediction"]}
     counts = traffic.histograms(mine, entries)
     drift_checks, drift = checks.drift_checks(profile, counts, newest["rows"], s)
@@ -82,7 +85,6 @@ def monitor(options: Options, spark=None) -> tuple[dict, Path]:
     if s.engineering.metrics_url:
         figures = {"url": s.engineering.metrics_url,
                    **engineering.figures(engineering.scrape(s.engineering.metrics_url))}
-    mine.unpersist()
 
     all_checks = [*drift_checks, *checks.quality_checks(labelled, reference, s),
                   *checks.engineering_checks(figures, s)]
