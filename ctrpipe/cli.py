@@ -157,7 +157,7 @@ def simulate_cmd(args) -> int:
     from ctrpipe.monitor import checks, run
 
     ops = ops_config.load(args.repo)
-    folder, version = args.package, None
+    folder, version = args.package or args.repo / "models" / "package", None
     if args.stage:
         event, _, folder = publish.fetch(args.repo, remote.resolve(args.repo))
         version = event.version
@@ -303,8 +303,8 @@ def parser() -> argparse.ArgumentParser:
     cmd = add("simulate", simulate_cmd, "replay clean, then drifted traffic at a service "
               "and monitor it: the alarm loop end to end")
     which = cmd.add_mutually_exclusive_group()
-    which.add_argument("--package", type=Path, default=Path("models/package"),
-                       help="the package to serve (default: models/package)")
+    which.add_argument("--package", type=Path,
+                       help="the package to serve (default: the project's models/package)")
     which.add_argument("--stage", choices=[registry.STAGE], help="serve the version in "
                        "production (fetched), so an alarm can roll it back")
     return p

@@ -1,5 +1,6 @@
 """Typed groups of params.yaml for what runs beside production rather than in the
-pipeline: `serve`, `monitor` and `simulate`. No stage reads them, so changing them re-runs nothing.
+pipeline: `serve`, `monitor` and `simulate` (and `spark`, for monitor's session). No
+stage reads the first three, so changing them re-runs nothing.
 
 Read with ``ops_config.load(repo)``: params.yaml's groups when the repository has one,
 else these defaults (a service started from a bare package folder still works).
@@ -13,7 +14,7 @@ from typing import Literal, TypeVar
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from ctrpipe.config import PARAMS_FILE, Strict, describe
+from ctrpipe.config import PARAMS_FILE, Spark, Strict, describe
 from ctrpipe.errors import ConfigError
 
 S = TypeVar("S", bound=BaseModel)
@@ -141,6 +142,7 @@ class Simulate(Strict):
 
 
 class Ops(BaseModel):
+    spark: Spark = Spark()
     serve: Serve = Serve()
     monitor: Monitor = Monitor()
     simulate: Simulate = Simulate()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ctrpipe import drift, metrics, package, simulate
+from ctrpipe import cli, drift, metrics, package, simulate
 from ctrpipe.errors import DataError
 from ctrpipe.monitor import actions, checks, engineering, quality, run, traffic
 from ctrpipe.ops_config import Monitor, RequestLog, Retrain, Rollback
@@ -288,3 +289,34 @@ def test_bad_labels_and_empty_logs_are_one_line_errors(site, spark, tmp_path, pa
         traffic.read_labels(spark, tmp_path / "none.parquet", "id", "clicked")
     with pytest.raises(DataError, match="is not the logged model's"):
         run.monitor(run.Options(repo, settings(), package=packages[0]["b"]), spark=spark)
+
+
+def test_simulate_then_monitor_through_the_command_line(packages, tmp_path, spark):
+    """`python -m ctrpipe simulate` in a project of its own: the drifted phase alarms
+    and runs the retrain command, and exits 4; `monitor` on the clean phase's log
+    does not alarm. Only the groups these commands read are in its params.yaml."""
+    paths, _ = packages
+    shutil.copytree(paths["a"], tmp_path / "models" / "package")
+    (tmp_path / "data" / "processed").mkdir(parents=True)
+    pq.write_table(make_traffic(3000, 11, sample=False),
+                   tmp_path / "data/processed/validation.parquet")
+    params = {"spark": {"master": "local[2]", "driver_memory": "1g", "shuffle_partitions": 2},
+              "simulate": {"rows": 3000, "batch": 100, "drift": SHIFT,
+                           "retrain_command": ["python", "-c", "print('retrain!')"]},
+              "monitor": settings(actions={}).model_dump() | {"logs": "logs"}}
+    (tmp_path / "params.yaml").write_text(json.dumps(params))  # JSON is YAML
+    done = subprocess.run([sys.executable, "-m", "ctrpipe", "--repo", str(tmp_path),
+                           "simulate"], capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).parent.parent)
+    assert done.returncode == 4, done.stderr[-2000:]
+    drifted = done.stdout.split("--- monitor after the drifted traffic ---")[1]
+    assert drifted.lstrip().startswith("ALARM") and "retrain: done" in drifted
+    assert "device js" in drifted and "floor_price psi" in drifted
+    assert (tmp_path / "reports/simulate/drifted/monitor.html").is_file()
+
+    clean = tmp_path / "reports/simulate/clean"
+    code = cli.main(["--repo", str(tmp_path), "monitor", "--no-actions", "--logs",
+                     str(clean / "logs"), "--labels", str(clean / "labels.parquet"),
+                     "--out", str(tmp_path / "again")])
+    assert code in (0, 3)
+    assert json.loads((tmp_path / "again/monitor.json").read_text())["rows"]["logged"] == 3000

@@ -28,7 +28,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctrpipe import config, io, package, publish, registry, remote
+from ctrpipe import io, ops_config, package, publish, registry, remote
 from ctrpipe import spark as spark_session
 from ctrpipe.errors import DataError
 from ctrpipe.monitor import actions, checks, engineering, html, quality, traffic
@@ -155,9 +155,10 @@ def reference_metrics(repo: Path, version: str | None, digest: str) -> dict | No
     return json.loads(text).get("validation") if text else None
 
 
-def spark_settings(repo: Path) -> config.Spark:
-    path = repo / config.PARAMS_FILE
-    return config.load(path).spark if path.exists() else config.Spark()
+def spark_settings(repo: Path) -> ops_config.Spark:
+    """params.yaml's `spark` group (the defaults without one): only that group, so
+    that monitoring does not need the data stages' settings to be valid."""
+    return ops_config.load(repo).spark
 
 
 def _digest_or_none(folder: Path) -> str | None:
