@@ -134,10 +134,12 @@ def write_splits(built: Dataset, data: Data, out_dir: Path) -> dict:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", dir=out_dir.parent) as tmp:
         staged = Path(tmp) / "splits"
-        # One partition sorted locally: a global orderBy under a partitioned write is
-        # dropped by Spark's optimizer in favour of the writer's own sort by split alone.
-        ordered = built.rows.repartition(1).sortWithinPartitions(split.SPLIT, data.time,
-                                                                built.key)
+        # Partitions by split, each sorted locally: every split lies whole in one task,
+        # so it is written as one part file, and the splits are sorted and written in
+        # parallel rather than in a single task. (A global orderBy under a partitioned
+        # write is dropped by Spark's optimizer for the writer's own sort by split alone.)
+        ordered = built.rows.repartition(split.SPLIT).sortWithinPartitions(
+            split.SPLIT, data.time, built.key)
         ordered.write.partitionBy(split.SPLIT).parquet(str(staged))
         session = built.rows.sparkSession
         counts = split_counts(session.read.parquet(str(staged)))
