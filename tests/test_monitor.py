@@ -6,6 +6,7 @@ real tags and a real S3 remote is in test_publish.py.)"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -122,8 +123,7 @@ def test_exit_codes_follow_the_verdict():
 def test_spark_histograms_equal_the_numpy_binning_of_the_same_rows(site, spark):
     repo, _ = site["shifted"]
     profile = json.loads((repo / "models/package/profile.json").read_text())
-    rows = traffic.read_logs(spark, repo / "logs")
-    counts = traffic.histograms(rows, profile["features"])
+    counts = traffic.histograms(spark, traffic.log_files(repo / "logs"), profile["features"])
     logged = pq.read_table(sorted((repo / "logs").glob("*.parquet")))
     ones = np.ones(logged.num_rows)
     for name, entry in profile["features"].items():
@@ -133,9 +133,52 @@ def test_spark_histograms_equal_the_numpy_binning_of_the_same_rows(site, spark):
                                    err_msg=name)
 
 
+def test_models_and_histograms_keep_the_window_and_the_newest_package(site, spark, tmp_path):
+    """Three files: old rows of package X (before the window), rows of an older package
+    Y without one feature, and new rows of X. Counted as numpy counts the same rows."""
+    repo, _ = site["shifted"]
+    profile = json.loads((repo / "models/package/profile.json").read_text())
+    logged = pq.read_table(sorted((repo / "logs").glob("*.parquet")))
+    thirds = [logged.slice(i * 2000, 2000) for i in range(3)]
+    base = logged.column("ts")[0].as_py()
+    hour = dt.timedelta(hours=1)
+    dropped = next(n for n, e in profile["features"].items() if e["kind"] == "categorical")
+    made = []
+    plan = ((thirds[0], "x", -3 * hour), (thirds[1], "y", 0 * hour), (thirds[2], "x", hour))
+    for i, (part, digest, shift) in enumerate(plan):
+        ts = pa.array([base + shift] * part.num_rows, part.schema.field("ts").type)
+        part = part.set_column(part.schema.get_field_index("ts"), "ts", ts)
+        part = part.set_column(part.schema.get_field_index("digest"), "digest",
+                               pa.array([digest] * part.num_rows))
+        if digest == "y":
+            part = part.drop_columns([dropped])
+        pq.write_table(part, tmp_path / f"requests-{i}.parquet")
+        made.append(part)
+    files = traffic.log_files(tmp_path)
+    since = base - hour
+    served = traffic.models(spark, files, since)
+    assert [(m["digest"], m["rows"]) for m in served] == [("x", 2000), ("y", 2000)]
+    assert [m["digest"] for m in traffic.models(spark, files)] == ["x", "y"]
+    assert traffic.models(spark, files)[0]["rows"] == 4000
+    counts = traffic.histograms(spark, files, profile["features"], "x", since)
+    ones = np.ones(2000)
+    for name, entry in profile["features"].items():
+        np.testing.assert_allclose(counts[name] / 2000,
+                                   drift.fractions(entry, made[2].column(name), ones), err_msg=name)
+    of_y = traffic.histograms(spark, files, profile["features"], "y")
+    assert of_y[dropped][-1] == 2000 and of_y[dropped][:-1].sum() == 0  # all missing
+
+    (tmp_path / "requests-9.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="requests-9.parquet: not a readable Parquet file"):
+        traffic.log_files(tmp_path)
+    pq.write_table(made[0].drop_columns(["digest"]), tmp_path / "requests-9.parquet")
+    with pytest.raises(DataError, match="requests-9.parquet: the request log has no 'digest'"):
+        traffic.log_files(tmp_path)
+
+
 def test_bucketed_auc_and_log_loss_match_the_exact_ones(site, spark):
     repo, table = site["clean"]
-    rows = traffic.read_logs(spark, repo / "logs")
+    rows = traffic.read_logs(spark, traffic.log_files(repo / "logs"))
     labels = traffic.read_labels(spark, repo / "labels.parquet", "id", "clicked")
     summary = quality.summarize(traffic.buckets(rows, labels, ["device"]), 100)
     logged = pq.read_table(sorted((repo / "logs").glob("*.parquet"))).to_pydict()
@@ -278,7 +321,7 @@ def test_histogram_quantiles_interpolate_within_buckets():
 def test_bad_labels_and_empty_logs_are_one_line_errors(site, spark, tmp_path, packages):
     repo, _ = site["clean"]
     with pytest.raises(DataError, match="no request log files"):
-        traffic.read_logs(spark, tmp_path)
+        traffic.log_files(tmp_path)
     pq.write_table(pa.table({"id": ["a"], "click": [1]}), tmp_path / "l.parquet")
     with pytest.raises(DataError, match="column 'clicked' missing"):
         traffic.read_labels(spark, tmp_path / "l.parquet", "id", "clicked")

@@ -36,7 +36,6 @@ from ctrpipe.ops_config import Monitor
 
 FORMAT = 1
 METRICS = "reports/evaluate/metrics.json"
-ARROW_BATCH = 100_000  # rows per Arrow batch handed to numpy (Spark's default: 10,000)
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,13 @@ def monitor(options: Options, spark=None) -> tuple[dict, Path]:
     since = now - dt.timedelta(hours=s.window_hours) if s.window_hours else None
     spark = spark or spark_session.session(spark_settings(repo), app="ctrpipe-monitor")
     # The numpy side (traffic.py) pays per batch, not per row: bigger Arrow batches.
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH))
-    rows = traffic.read_logs(spark, repo / s.logs, since)
-    served = traffic.models(rows)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(traffic.ARROW_BATCH))
+    # Log files are small next to Spark's 128 MB splits: a few tasks per core keep every
+    # core busy to the end instead of leaving one task running alone.
+    spark.conf.set("spark.sql.files.minPartitionNum",
+                   str(4 * spark.sparkContext.defaultParallelism))
+    files = traffic.log_files(repo / s.logs)
+    served = traffic.models(spark, files, since)
     if not served:
         raise DataError(f"{repo / s.logs}: no logged rows since {since:%Y-%m-%d %H:%M} UTC")
     newest = served[0]
@@ -68,14 +71,15 @@ def monitor(options: Options, spark=None) -> tuple[dict, Path]:
         raise DataError(f"{folder}: its manifest sha256 {loaded.digest[:12]} is not the "
                         f"logged model's {newest['digest'][:12]}")
     profile = json.loads((Path(folder) / "profile.json").read_text(encoding="utf-8"))
-    mine = rows.where(rows.digest == newest["digest"])
     entries = {**profile["features"], "prediction": profile["prediction"]}
-    counts = traffic.histograms(mine, entries)
+    counts = traffic.histograms(spark, files, entries, newest["digest"], since)
     drift_checks, drift = checks.drift_checks(profile, counts, newest["rows"], s)
 
     labelled = None
     if s.labels:
         labels = traffic.read_labels(spark, repo / s.labels, s.id_column, s.label_column)
+        rows = traffic.read_logs(spark, files, since)
+        mine = rows.where(rows.digest == newest["digest"])
         labelled = quality.summarize(traffic.buckets(mine, labels, s.quality.slices),
                                      s.quality.min_slice_rows)
     reference = reference_metrics(repo, newest["version"], loaded.digest)

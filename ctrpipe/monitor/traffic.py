@@ -1,14 +1,15 @@
 """The request log and the delayed labels on Spark, reduced to small tables of counts.
 
-`histograms` bins every feature and the prediction by the package's reference profile
-(profile.py: right-closed numeric bins over `edges`, categorical `values` with
-`__other__`, missing last), in one pass over the rows. `buckets` groups labelled rows by
-slice value and by a fine bucket of the prediction's log-odds, which is all ROC AUC,
-log loss and calibration need (quality.py).
+`models` counts the rows of each served package. `histograms` bins every feature and the
+prediction by the package's reference profile (profile.py: right-closed numeric bins
+over `edges`, categorical `values` with `__other__`, missing last), in one pass over
+the rows. Both run in one Spark task per log file, which pyarrow reads and numpy bins.
+`buckets` has Spark join the delayed labels to the rows, then groups the labelled rows
+by slice value and by a fine bucket of the prediction's log-odds, which is all ROC AUC,
+log loss and calibration need (quality.py), with numpy over Arrow batches (mapInArrow).
 
-Both run numpy over Arrow batches inside Spark tasks (mapInArrow), and Spark adds up
-what the tasks return: vectorised, and spread over a cluster's executors all the same.
-Binning with Spark expressions instead (a CASE per feature, a conditional sum per bin)
+Every task returns small counts that the driver or Spark adds up: vectorised, and
+spread over a cluster's executors all the same. Binning with Spark expressions instead (a CASE per feature, a conditional sum per bin)
 took ten times as long here: a plan of hundreds of such sums is too big for Spark's
 code generation, and exploding (feature, bin) pairs multiplies the rows by 25.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -30,8 +32,8 @@ from ctrpipe.errors import DataError
 from ctrpipe.evaluation import MISSING, slice_key
 from ctrpipe.request_log import PATTERN
 
-KEY = 4096  # bins per feature in the packed (feature, bin) key; profiles have far fewer
-ROWS_KEY = -1  # the key of the row count, in the same result
+REQUIRED = ("ts", "digest", "prediction")  # columns of every request log file
+ARROW_BATCH = 100_000  # rows per batch handed to numpy
 LOGIT = 16.0  # log-odds are clipped to [-LOGIT, LOGIT] before bucketing
 BUCKETS = 8192  # log-odds buckets: 0.004 wide, far finer than any AUC difference we judge
 EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] for log loss, as metrics.py does
@@ -44,66 +46,118 @@ BUCKET_DDL = ("slice string, value string, bucket long, rows long, clicks double
               "sum_prediction double, sum_logloss double")
 
 
-def read_logs(spark: SparkSession, folder: str | Path,
-              since: dt.datetime | None = None) -> DataFrame:
-    """The logged rows, from `since` on. Files written under another model's schema are
-    merged by column name; a feature a file lacks reads as missing."""
+def log_files(folder: str | Path) -> list[Path]:
+    """The request log's files, sorted; a DataError when there are none or one is not a
+    request log (its footer lacks a column every logged row has)."""
     files = sorted(Path(folder).glob(PATTERN))
     if not files:
         raise DataError(f"{folder}: no request log files ({PATTERN}); is `serve` logging "
                         f"there (serve.log.dir, serve.log.sample_rate > 0)?")
+    for path in files:
+        try:
+            names = pq.read_schema(path).names
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+        for column in REQUIRED:
+            if column not in names:
+                raise DataError(f"{path}: the request log has no '{column}' column; "
+                                f"is it a request log?")
+    return files
+
+
+def read_logs(spark: SparkSession, files: list[Path],
+              since: dt.datetime | None = None) -> DataFrame:
+    """The logged rows from `since` on, as a DataFrame (for the label join). Files
+    written under another model's schema are merged by column name; a feature a file
+    lacks reads as missing."""
     rows = spark.read.option("mergeSchema", "true").parquet(*map(str, files))
-    for column in ("ts", "digest", "prediction"):
-        if column not in rows.columns:
-            raise DataError(f"{folder}: the request log has no '{column}' column; "
-                            f"is it a request log?")
+    return rows if since is None else rows.where(F.col("ts") >= F.lit(since))
+
+
+def models(spark: SparkSession, files: list[Path],
+           since: dt.datetime | None = None) -> list[dict]:
+    """Each served package in the rows: digest, version, rows, last time; newest first."""
+
+    def per_file(path: str) -> list[dict]:
+        table = pq.read_table(path, columns=[c for c in ("ts", "digest", "version")
+                                             if c in pq.read_schema(path).names])
+        if "version" not in table.column_names:
+            table = table.append_column("version", pa.nulls(table.num_rows, pa.string()))
+        grouped = _selected(table, since).group_by(["digest", "version"]).aggregate(
+            [("digest", "count", pc.CountOptions(mode="all")), ("ts", "max")])
+        return grouped.to_pylist()
+
+    found: dict[tuple, dict] = {}
+    for part in _per_file(spark, files, per_file):
+        for g in part:
+            m = found.setdefault((g["digest"], g["version"]), {
+                "digest": g["digest"], "version": g["version"], "rows": 0, "last": None})
+            m["rows"] += g["digest_count"]
+            if g["ts_max"] is not None and (m["last"] is None or g["ts_max"] > m["last"]):
+                m["last"] = g["ts_max"]
+    return sorted(found.values(), key=lambda m: (m["last"] is not None, m["last"] or 0,
+                                                 m["digest"]), reverse=True)
+
+
+def histograms(spark: SparkSession, files: list[Path], entries: dict[str, dict],
+               digest: str | None = None, since: dt.datetime | None = None
+               ) -> dict[str, np.ndarray]:
+    """Row counts per bin of each entry (profile.py entries by column name; the
+    prediction's under "prediction"), in drift.reference's order: bins, then missing,
+    over the rows of package `digest` from `since` on. A column a file lacks counts its
+    rows as missing. Each file is binned in a task of its own, batch by batch, with
+    drift.counts, the function the gate bins with."""
+
+    def per_file(path: str) -> dict[str, np.ndarray]:
+        log = pq.ParquetFile(path)
+        present = [n for n in entries if n in log.schema_arrow.names]
+        totals = {n: np.zeros(size(e) + 1, np.int64) for n, e in entries.items()}
+        for batch in log.iter_batches(ARROW_BATCH, columns=[*present, "ts", "digest"]):
+            batch = _selected(batch, since, digest)
+            for name in entries:
+                if name in present:
+                    totals[name] += drift.counts(entries[name], batch.column(name)).astype(np.int64)
+                else:
+                    totals[name][-1] += batch.num_rows
+        return totals
+
+    out = {n: np.zeros(size(e) + 1, np.int64) for n, e in entries.items()}
+    for totals in _per_file(spark, files, per_file):
+        for name, counts in totals.items():
+            out[name] += counts
+    return out
+
+
+def _selected(rows: pa.Table | pa.RecordBatch, since: dt.datetime | None,
+              digest: str | None = None) -> pa.Table | pa.RecordBatch:
+    """The rows of package `digest` (any, if None) logged from `since` on (any time, if
+    None); as Spark's filter, a null time or digest is not selected by a condition."""
     if since is not None:
-        rows = rows.where(F.col("ts") >= F.lit(since))
+        rows = rows.filter(pc.greater_equal(rows.column("ts"), pa.scalar(since)))
+    if digest is not None:
+        rows = rows.filter(pc.equal(rows.column("digest"), digest))
     return rows
 
 
-def models(rows: DataFrame) -> list[dict]:
-    """Each served package in the rows: digest, version, rows, last time; newest first."""
-    found = (rows.groupBy("digest", "version")
-             .agg(F.count(F.lit(1)).alias("rows"), F.max("ts").alias("last"))
-             .collect())
-    out = [{"digest": r["digest"], "version": r["version"], "rows": r["rows"],
-            "last": r["last"]} for r in found]
-    return sorted(out, key=lambda m: (m["last"], m["digest"]), reverse=True)
+def _per_file(spark: SparkSession, files: list[Path], task) -> list:
+    """task(path) for each file, each in a Spark task of its own; the results in file
+    order. The files are read by pyarrow in the task, not by Spark: handing Spark's rows
+    to Python as Arrow (mapInArrow) took four times as long as Spark's read itself, and
+    a request log is Parquet written by pyarrow in the first place. A file that cannot
+    be read is a DataError naming it."""
 
+    def guarded(path: str) -> tuple[str | None, object]:
+        try:
+            return None, task(path)
+        except (OSError, pa.ArrowException) as exc:
+            return f"{path}: cannot read it as a request log ({exc})", None
 
-def histograms(rows: DataFrame, entries: dict[str, dict]) -> dict[str, np.ndarray]:
-    """Row counts per bin of each entry (profile.py entries by column name; the
-    prediction's under "prediction"), in drift.reference's order: bins, then missing.
-    A column the rows lack counts every row as missing. Each task bins its batches
-    with drift.counts, the function the gate bins with."""
-    names = [n for n in entries if n in rows.columns]
-
-    def count(batches):
-        totals = {n: np.zeros(size(entries[n]) + 1, np.int64) for n in names}
-        n_rows = 0
-        for batch in batches:
-            n_rows += batch.num_rows
-            for name in names:
-                totals[name] += drift.counts(entries[name], batch.column(name)).astype(np.int64)
-        keys = [ROWS_KEY, *(i * KEY + b for i, n in enumerate(names)
-                            for b in range(len(totals[n])))]
-        values = [n_rows, *(int(v) for n in names for v in totals[n])]
-        yield pa.RecordBatch.from_pydict({"key": keys, "count": values})
-
-    summed = (rows.select(*names).mapInArrow(count, "key long, count long")
-              .groupBy("key").agg(F.sum("count").alias("count")).collect())
-    by_key = {r["key"]: r["count"] for r in summed}
-    out = {}
-    for name, entry in entries.items():
-        counts = np.zeros(size(entry) + 1, np.int64)
-        if name in names:
-            i = names.index(name)
-            counts[:] = [by_key.get(i * KEY + b, 0) for b in range(len(counts))]
-        else:
-            counts[-1] = by_key.get(ROWS_KEY, 0)
-        out[name] = counts
-    return out
+    paths = [str(f) for f in files]
+    results = spark.sparkContext.parallelize(paths, len(paths)).map(guarded).collect()
+    for problem, _ in results:
+        if problem:
+            raise DataError(problem)
+    return [value for _, value in results]
 
 
 def size(e: dict) -> int:
