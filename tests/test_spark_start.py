@@ -1,0 +1,57 @@
+"""Spark's class archive (ctrpipe/spark.py): only a whole archive is used, and a session
+started with a freshly built one runs a job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ctrpipe import spark
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_an_archive_whose_size_is_not_its_own_is_never_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("CTRPIPE_CACHE", str(tmp_path))
+    folder = spark.archive_folder()
+    folder.mkdir(parents=True)
+    assert spark.class_archive("k") is None
+    (folder / "classes-k-10.jsa").write_bytes(b"x" * 7)  # cut short
+    assert spark.class_archive("k") is None
+    (folder / "classes-k-9.jsa").write_bytes(b"x" * 9)
+    assert spark.class_archive("k") == folder / "classes-k-9.jsa"
+    assert spark.class_archive("other") is None
+
+
+def test_the_key_follows_the_java_and_pyspark():
+    path, text = spark.java()
+    assert spark.archive_key(path, text) == spark.archive_key(path, text)
+    assert spark.archive_key(path, text) != spark.archive_key(path, text + " other build")
+
+
+def test_a_session_starts_with_a_built_archive_and_runs_a_job(tmp_path):
+    env = {**os.environ, "CTRPIPE_CACHE": str(tmp_path)}
+    built = subprocess.run([sys.executable, "-m", "ctrpipe.spark"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (archive,) = (tmp_path / "spark").glob("classes-*.jsa")
+    assert "wrote Spark's class archive" in built.stdout
+    again = subprocess.run([sys.executable, "-m", "ctrpipe.spark"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stdout == ""  # nothing to do the second time
+    script = (
+        "from ctrpipe import config, spark\n"
+        "s = spark.session(config.Spark(master='local[1]', driver_memory='1g',"
+        " shuffle_partitions=1))\n"
+        "bean = s._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()\n"
+        "print(list(bean.getInputArguments()))\n"
+        "print(s.range(100).selectExpr('sum(id)').collect()[0][0])\n"
+        "s.stop()\n")
+    used = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert used.returncode == 0, used.stderr[-2000:]
+    arguments, total = used.stdout.strip().splitlines()[-2:]
+    assert f"-XX:SharedArchiveFile={archive}" in arguments
+    assert total == "4950"
