@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         path, version_text = java()
         if class_archive(archive_key(path, version_text)) is None:
             print(f"wrote Spark's class archive {build_class_archive()}")
-    except ConfigError as exc:
+    except (ConfigError, OSError) as exc:
         # Only start-up time depends on it: say why, and let set-up go on.
         print(f"no Spark class archive ({exc})", file=sys.stderr)
 
