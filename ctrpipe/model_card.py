@@ -11,15 +11,18 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import xgboost as xgb
 import yaml
 
 from ctrpipe import onnx_export
 from ctrpipe.encoding import FeatureSchema
 from ctrpipe.errors import DataError
+
+if TYPE_CHECKING:  # annotations only; importing xgboost takes 1.3 s
+    import xgboost as xgb
 
 NOT_RECORDED = "not recorded"
 

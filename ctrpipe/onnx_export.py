@@ -17,16 +17,17 @@ The ONNX bytes are deterministic: a fixed graph name, opset and doc string, no u
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-import xgboost as xgb
 from onnx import helper
-from onnxmltools import convert_xgboost
-from onnxmltools.convert.common.data_types import FloatTensorType
 
 from ctrpipe.errors import DataError
+
+if TYPE_CHECKING:  # importing xgboost takes 1.3 s, which serving and fetching never need
+    import xgboost as xgb
 
 INPUT = "features"
 OUTPUT = "probabilities"
@@ -38,6 +39,9 @@ DOC = "Click probability: output 'probabilities'[:, 1]; input 'features' float32
 
 def convert(booster: xgb.Booster, n_features: int) -> bytes:
     """The serialized ONNX model of a binary:logistic booster."""
+    from onnxmltools import convert_xgboost
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
     objective = _config(booster)["learner"]["objective"]["name"]
     if objective != "binary:logistic":
         raise DataError(f"model objective is {objective}; the package expects binary:logistic")

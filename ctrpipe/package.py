@@ -20,15 +20,19 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import onnxruntime as ort
 import pyarrow as pa
-import xgboost as xgb
 
 from ctrpipe import io, model_card, onnx_export, profile
 from ctrpipe.encoding import FeatureSchema
 from ctrpipe.errors import DataError
 from ctrpipe.model_config import Package as Settings
+
+if TYPE_CHECKING:  # xgboost takes 1.3 s to import; verifying and loading a package need none
+    import onnxruntime as ort
+    import xgboost as xgb
 
 MANIFEST = "manifest.json"
 PARITY_ROWS = 20_000  # validation rows compared; evenly spaced, so the same every build
@@ -86,6 +90,8 @@ def check_features(booster: xgb.Booster, schema: FeatureSchema, source: str) -> 
 
 
 def load_booster(model: bytes, source: str) -> xgb.Booster:
+    import xgboost as xgb
+
     booster = xgb.Booster()
     try:
         booster.load_model(bytearray(model))
