@@ -174,5 +174,10 @@ def to_table(pending: list) -> pa.Table:
         rows += batch
     columns = {"ts": times, "id": ids, "version": versions, "digest": digests,
                "prediction": predictions}
-    columns |= {name: [row[name] for row in rows] for name in schema.names}
+    # float() first: the request check lets through any int that fits float32, such as
+    # 2**64, which Arrow refuses to convert on its own, and one such row would cost the
+    # whole buffer.
+    columns |= {name: [None if (v := row[name]) is None else float(v) for row in rows]
+                for name in schema.numeric}
+    columns |= {name: [row[name] for row in rows] for name in schema.categorical}
     return pa.Table.from_pydict(columns, schema=arrow_schema(schema))

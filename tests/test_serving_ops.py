@@ -61,6 +61,25 @@ def test_every_row_is_logged_with_its_id_prediction_and_raw_values(packages, tmp
     assert logged[1]["floor_price"] is None and logged[3]["position"] == 3.0
 
 
+def test_a_huge_integer_is_logged_and_costs_no_other_row(packages, tmp_path):
+    """2**64 fits float32, so the request is accepted; Arrow alone would refuse the int,
+    and the writer would drop every row buffered with it."""
+    paths, validation = packages
+    schema = package.load(paths["a"]).schema
+    srv = served(paths, RequestLog(dir=str(tmp_path), sample_rate=1.0))
+    rows = request_rows(validation, schema, 5)
+    rows[2] = {**rows[2], schema.numeric[0]: 2**64}
+    client = Client(srv)
+    try:
+        assert client.predict({"rows": rows})[0] == 200
+    finally:
+        client.close()
+        srv.stop()
+    (file,) = log_files(tmp_path)
+    logged = pq.read_table(file).column(schema.numeric[0]).to_pylist()
+    assert len(logged) == 5 and logged[2] == float(2**64)
+
+
 def test_sampling_keeps_about_the_configured_share(packages, tmp_path):
     paths, validation = packages
     srv = served(paths, RequestLog(dir=str(tmp_path), sample_rate=0.2))
@@ -240,6 +259,9 @@ def test_a_failed_swap_keeps_the_current_model_and_is_counted(packages, tagged):
     assert srv.service.metrics.registry.get_sample_value("ctrpipe_follow_errors_total") >= 1
     assert srv.service.model.version == "v1.0.0"
     assert "ONNX and XGBoost predictions differ" in srv.service.problem
+    fetched = []
+    follower._fetch = lambda v: fetched.append(v)
+    assert follower.check() is None and fetched == []  # the refused version is not retried
 
 
 def test_the_compiled_model_serves_and_onnx_stands_in_without_a_compiler(
