@@ -41,6 +41,7 @@ class Follower:
         self._fetch = fetch or self._download
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._refused: str | None = None  # a version whose package failed its check
         self.errors = Counter("ctrpipe_follow_errors", "Polls of production that failed "
                               "(the model served did not change)",
                               registry=service.metrics.registry)
@@ -61,10 +62,17 @@ class Follower:
         self._fetch_tags()
         current = registry.production(self.repo)
         served = self.service.model.version if self.service.model else None
-        if current is None or current.version == served:
+        if current is None or current.version in (served, self._refused):
             return None
         digest, path = self._fetch(current.version)
-        self.service.swap(package.load(path), current.version)
+        try:
+            self.service.swap(package.load(path), current.version)
+        except Exception:
+            # The package itself is refused: checking it again every poll would only
+            # load the CPU beside the requests. A failed download is tried again.
+            self._refused = current.version
+            raise
+        self._refused = None
         log.warning("production moved to %s (manifest sha256 %s): now serving it",
                     current.version, digest[:12])
         return current.version
