@@ -38,9 +38,8 @@ def java() -> tuple[str, str]:
     return path, subprocess.run([path, "-version"], capture_output=True, text=True).stderr
 
 
-def java_version(version_text: str | None = None) -> int:
-    """Major version of the Java that PySpark will start; ConfigError if there is none."""
-    path, out = java() if version_text is None else ("java", version_text)
+def java_version(path: str, out: str) -> int:
+    """Major version of the Java at `path`, from its `-version` text."""
     found = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     if not found:
         raise ConfigError(f"cannot tell the version of {path}: {out.strip()[:80]}")
@@ -100,7 +99,7 @@ def session(cfg: Spark, app: str = "ctrpipe", dump_classes: Path | None = None):
     """A SparkSession from the config; with `dump_classes`, its driver writes the class
     archive there when it exits (build_class_archive)."""
     path, version_text = java()
-    version = java_version(version_text)
+    version = java_version(path, version_text)
     if version < MIN_JAVA:
         raise ConfigError(f"Java {version} found; PySpark 4 needs Java {MIN_JAVA} or newer")
     # Loopback only, and workers run the same interpreter as the driver.
