@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
-from ctrpipe import onnx_export, package
+from ctrpipe import io, onnx_export, package
 from ctrpipe.errors import ConfigError, DataError
 
 GENERATOR = 1  # bump when the generated C changes meaning without changing its text
@@ -89,7 +89,7 @@ FLAGS = _flags()
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("CTRPIPE_CACHE") or "~/.cache/ctrpipe").expanduser() / "compiled"
+    return io.cache_dir("compiled")
 
 
 @dataclass(frozen=True)
@@ -376,14 +376,5 @@ def threshold_rows(trees: Trees, rows: int = PROBE_ROWS, seed: int = 0) -> np.nd
 def check_parity(booster: xgb.Booster, model: Compiled, x: np.ndarray, source: str) -> float:
     """Largest absolute difference between the compiled model and XGBoost on `x`; a
     DataError past onnx_export.TOLERANCE, as for ONNX."""
-    expected = booster.inplace_predict(x)
-    got = model.predict(x)
-    diff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
-    if not len(diff):
-        return 0.0
-    worst = int(np.argmax(diff))
-    if not diff[worst] <= onnx_export.TOLERANCE:  # `not <=` also catches NaN
-        raise DataError(f"{source}: compiled model and XGBoost predictions differ by "
-                        f"{diff[worst]:.3g} (> {onnx_export.TOLERANCE:g}) on row {worst} of "
-                        f"{len(x)}: {got[worst]:.8f} vs {expected[worst]:.8f}")
-    return float(diff[worst])
+    return onnx_export.worst_difference(booster.inplace_predict(x), model.predict(x),
+                                        "compiled model", source)

@@ -16,7 +16,6 @@ and a tag is visible to `git fetch` within seconds of the push.
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 from pathlib import Path
 from typing import Callable
@@ -90,12 +89,8 @@ class Follower:
         if self.git_remote not in remotes:
             return
         # --force: a tag deleted and made again on the remote must win over ours
-        done = subprocess.run(["git", "fetch", "--quiet", "--tags", "--force",
-                               self.git_remote], cwd=self.repo, capture_output=True,
-                              text=True, timeout=60)
-        if done.returncode:
-            lines = done.stderr.strip().splitlines() or ["no message"]
-            raise registry.RegistryError(f"git fetch --tags {self.git_remote}: {lines[-1]}")
+        registry.git(self.repo, "fetch", "--quiet", "--tags", "--force", self.git_remote,
+                     timeout=60)
 
     def _download(self, version: str) -> tuple[str, Path]:
         _, digest, path = publish.fetch(self.repo, remote.resolve(self.repo),

@@ -64,3 +64,8 @@ def reencode_parquet(src: Path, dst: Path) -> None:
         for i in range(source.num_row_groups):
             group = source.read_row_group(i).replace_schema_metadata(None)
             writer.write_table(group, row_group_size=max(group.num_rows, 1))
+
+
+def cache_dir(name: str) -> Path:
+    """A folder of the per-user cache: $CTRPIPE_CACHE/name, default ~/.cache/ctrpipe/name."""
+    return Path(os.environ.get("CTRPIPE_CACHE") or "~/.cache/ctrpipe").expanduser() / name

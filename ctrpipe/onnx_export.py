@@ -108,12 +108,19 @@ def probe_rows(x: np.ndarray, other_codes: dict[int, int]) -> np.ndarray:
 def check_parity(booster: xgb.Booster, onnx_bytes: bytes, x: np.ndarray, source: str) -> float:
     """Largest absolute difference between ONNX Runtime and XGBoost on `x`; a DataError
     when it passes TOLERANCE, so a model that serves different numbers is never packaged."""
-    expected = booster.inplace_predict(x)
-    got = predict(session(onnx_bytes), x)
+    return worst_difference(booster.inplace_predict(x), predict(session(onnx_bytes), x),
+                            "ONNX", source)
+
+
+def worst_difference(expected: np.ndarray, got: np.ndarray, what: str, source: str) -> float:
+    """Largest absolute difference of `got` (from `what`) from XGBoost's `expected`; a
+    DataError naming the row when it passes TOLERANCE."""
     diff = np.abs(got.astype(np.float64) - expected.astype(np.float64))
+    if not len(diff):
+        return 0.0
     worst = int(np.argmax(diff))
     if not diff[worst] <= TOLERANCE:  # `not <=` also catches NaN
-        raise DataError(f"{source}: ONNX and XGBoost predictions differ by {diff[worst]:.3g} "
-                        f"(> {TOLERANCE:g}) on row {worst} of {len(x)}: "
+        raise DataError(f"{source}: {what} and XGBoost predictions differ by "
+                        f"{diff[worst]:.3g} (> {TOLERANCE:g}) on row {worst} of {len(got)}: "
                         f"{got[worst]:.8f} vs {expected[worst]:.8f}")
     return float(diff[worst])

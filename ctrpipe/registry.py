@@ -127,8 +127,9 @@ def delete_tags(repo: str | Path, tags: list[str]) -> None:
         git(repo, "tag", "-d", *tags)
 
 
-def git(repo: str | Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+def git(repo: str | Path, *args: str, timeout: float | None = None) -> str:
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                          timeout=timeout)
     if proc.returncode != 0:
         message = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         raise RegistryError(f"git {args[0]} failed: {message[-1] if message else proc.returncode}")

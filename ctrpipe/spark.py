@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ctrpipe import io
 from ctrpipe.config import Spark
 from ctrpipe.errors import ConfigError
 
@@ -48,7 +49,7 @@ def java_version(path: str, out: str) -> int:
 
 
 def archive_folder() -> Path:
-    return Path(os.environ.get("CTRPIPE_CACHE") or "~/.cache/ctrpipe").expanduser() / "spark"
+    return io.cache_dir("spark")
 
 
 def archive_key(java_path: str, version_text: str) -> str:
