@@ -8,6 +8,10 @@
 The tagger and the tag time say who did it and when; the message says why. `gto show`
 and `gto history` read the same tags.
 
+gto is imported where it is used: `production` answers a repository with no stage tag
+from one `git tag --list`, which keeps the always-run `production` stage of `dvc repro`
+to a few tens of milliseconds.
+
 gto orders stage events by tag time, which git keeps in whole seconds: two assignments in
 one second would tie. Production is therefore the event with the highest number (gto's
 own counter), and `assign` waits for the next second so that gto agrees.
@@ -20,9 +24,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-
-import gto.api
-from gto.tag import parse_name
 
 from ctrpipe.errors import PipelineError
 
@@ -50,6 +51,8 @@ class Event:
 
     @property
     def number(self) -> int:
+        from gto.tag import parse_name
+
         return parse_name(self.tag).get("counter", 0)
 
 
@@ -67,6 +70,8 @@ def assignments(repo: str | Path) -> list[Event]:
 
 def production(repo: str | Path) -> Event | None:
     """The assignment in force, or None when nothing is (or is no longer) in production."""
+    if not git(repo, "tag", "--list", f"{ARTIFACT}#{STAGE}*").strip():
+        return None  # no stage event ever: nothing for gto to order
     events = assignments(repo)
     return events[-1] if events and events[-1].kind == "assignment" else None
 
@@ -95,6 +100,8 @@ def next_version(repo: str | Path, schema_changed: bool) -> str:
 
 def register(repo: str | Path, version: str, commit: str, message: str) -> str:
     """Create the annotated version tag locally; its name."""
+    import gto.api
+
     try:
         gto.api.register(str(repo), ARTIFACT, commit, version=version, message=message)
     except Exception as exc:  # gto raises its own errors and git's
@@ -104,6 +111,8 @@ def register(repo: str | Path, version: str, commit: str, message: str) -> str:
 
 def assign(repo: str | Path, version: str, message: str) -> str:
     """Create the next production assignment tag locally; its name."""
+    import gto.api
+
     _wait_past(max((e.time for e in assignments(repo)), default=None))
     before = {e.tag for e in assignments(repo)}
     try:
@@ -155,6 +164,8 @@ def semver(version: str) -> tuple[int, int, int]:
 
 
 def _events(repo: str | Path) -> list[Event]:
+    import gto.api
+
     try:
         history = gto.api.history(str(repo), ARTIFACT)
     except Exception as exc:

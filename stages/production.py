@@ -16,7 +16,7 @@ import argparse
 import json
 import time
 
-from ctrpipe import io, publish, registry, remote
+from ctrpipe import io, registry
 from ctrpipe.errors import exits_cleanly
 
 
@@ -33,6 +33,10 @@ def main(argv=None):
     with io.atomic_path(args.out) as tmp:
         tmp.mkdir()
         if current:
+            # Imported here: with nothing in production this stage, which runs on every
+            # repro, is done in a few tens of milliseconds.
+            from ctrpipe import publish, remote
+
             _, digest, _ = publish.fetch(args.repo, remote.resolve(args.repo),
                                          tmp / "package", version=current.version)
             ref = {"version": current.version, "tag": current.tag,
