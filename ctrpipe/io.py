@@ -13,7 +13,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pyarrow.parquet as pq
+
+# Spark's Parquet files are staged and re-encoded by pyarrow: compressing or
+# dictionary-encoding them would be CPU spent on bytes that are read once and thrown away.
+STAGED_PARQUET = {"compression": "none", "parquet.enable.dictionary": "false"}
 
 
 @contextlib.contextmanager
@@ -50,7 +53,7 @@ def write_parquet(df, path: str | Path) -> None:
     """
     with atomic_path(path) as tmp:
         spark_out = tmp.parent / "spark"
-        df.coalesce(1).write.mode("error").parquet(str(spark_out))
+        df.coalesce(1).write.mode("error").options(**STAGED_PARQUET).parquet(str(spark_out))
         parts = sorted(spark_out.glob("part-*.parquet"))
         if len(parts) != 1:
             raise RuntimeError(f"expected one Parquet part in {spark_out}, found {len(parts)}")
@@ -58,12 +61,25 @@ def write_parquet(df, path: str | Path) -> None:
 
 
 def reencode_parquet(src: Path, dst: Path) -> None:
+    import pyarrow.parquet as pq  # here: most importers of this module write only JSON
+
     source = pq.ParquetFile(src)
     schema = source.schema_arrow.remove_metadata()
     with pq.ParquetWriter(dst, schema, compression="snappy", store_schema=False) as writer:
         for i in range(source.num_row_groups):
             group = source.read_row_group(i).replace_schema_metadata(None)
             writer.write_table(group, row_group_size=max(group.num_rows, 1))
+
+
+def write_sorted_parquet(files: list[Path], dst: Path, by: list[str]) -> None:
+    """The rows of several Parquet files as one file sorted by `by`, nulls first (as
+    Spark sorts), written with the same settings as `reencode_parquet`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.concat_tables(pq.read_table(f).replace_schema_metadata(None) for f in files)
+    table = table.sort_by([(c, "ascending", "at_start") for c in by])
+    pq.write_table(table, dst, compression="snappy", store_schema=False)
 
 
 def cache_dir(name: str) -> Path:

@@ -6,6 +6,7 @@ joins and aggregates into features, subsamples negatives and splits by time.
 
 import argparse
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ctrpipe import config, dataset, features, io, schema, spark
@@ -32,14 +33,16 @@ def main(argv=None):
         # Every check runs before an output lands: a failure leaves no new output.
         built = dataset.build(session, data, Path(args.raw))
         out = Path(args.out)
-        built.stats["splits"] = dataset.write_splits(built, data, out)
+        with io.atomic_path(args.quarantine) as quarantine, ThreadPoolExecutor(1) as pool:
+            quarantine.mkdir()
+            # The quarantine's small Spark jobs run on the cores the splits' job leaves
+            # idle; the quarantine lands only after the splits have passed their checks.
+            pending = pool.submit(dataset.write_quarantine, built, quarantine)
+            built.stats["splits"] = dataset.write_splits(built, data, out)
+            pending.result()
         io.write_json(out / "features.json", {
             "id": built.key, "time": data.time, "label": features.LABEL,
             "weight": features.WEIGHT, **features.feature_names(data)})
-        with io.atomic_path(args.quarantine) as tmp:
-            tmp.mkdir()
-            for name, bad in built.quarantine.items():
-                io.write_parquet(bad, tmp / f"{name}.parquet")
         io.write_json(args.metrics, built.stats)
     finally:
         session.stop()

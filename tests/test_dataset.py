@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from ctrpipe import dataset, split
+from ctrpipe import dataset, io, split
 from ctrpipe.errors import DataError
 from tests import tinyraw
 from tests.conftest import make_params
@@ -70,6 +72,30 @@ def test_splits_by_time_with_a_fixed_golden_window(built):
     assert {e for e, r in rows.items() if r[split.SPLIT] == "golden"} == {"e09", "e10"}
     assert {e for e, r in rows.items() if r[split.SPLIT] == "validation"} == {"e07", "e08", "e11"}
     assert built.stats["splits"]["train"]["rows"] == 7
+
+
+def test_each_split_lands_as_one_file_sorted_by_time_then_key(spark, tmp_path):
+    raw = tinyraw.write(tmp_path / "raw", dirty=True)
+    built = build_and_write(spark, make_params(**TINY), raw, tmp_path / "out")
+    rows = rows_by_id(built)
+    for name in split.SPLITS:
+        table = pq.read_table(tmp_path / "out" / f"{name}.parquet")
+        order = list(zip(table["ts"].to_pylist(), table["event_id"].to_pylist()))
+        assert order == sorted(order)
+        assert sorted(table["event_id"].to_pylist()) == \
+            sorted(e for e, r in rows.items() if r[split.SPLIT] == name)
+        counts = built.stats["splits"][name]
+        assert (counts["rows"], counts["positives"]) == \
+            (table.num_rows, sum(table["label"].to_pylist()))
+
+
+def test_sorted_parquet_merges_files_with_nulls_first(tmp_path):
+    pq.write_table(pa.table({"t": [3, None], "k": ["b", "a"]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"t": [1, 3], "k": ["z", "a"]}), tmp_path / "b.parquet")
+    io.write_sorted_parquet([tmp_path / "a.parquet", tmp_path / "b.parquet"],
+                            tmp_path / "out.parquet", by=["t", "k"])
+    assert pq.read_table(tmp_path / "out.parquet").to_pydict() == \
+        {"t": [None, 1, 3, 3], "k": ["a", "z", "a", "b"]}
 
 
 def test_joined_dimensions_and_time_features(built):
