@@ -148,9 +148,9 @@ def write_splits(built: Dataset, data: Data, out_dir: Path) -> dict:
     them before they land.
 
     Spark writes each split's rows in whatever order its tasks hold them; pyarrow then
-    sorts each split and writes it as one file. Sorting in Spark would cost one more
-    shuffle and leave the largest split to a single task; pyarrow sorts a split of a
-    million rows in well under a second. The key is unique, so the order is total.
+    sorts each split in memory and writes it as one file, a thread per split. Sorting in
+    Spark would cost one more shuffle and leave the largest split to a single task. The
+    key is unique, so the order is total.
     """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", dir=out_dir.parent) as tmp:

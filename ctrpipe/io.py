@@ -13,7 +13,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-
 # Spark's Parquet files are staged and re-encoded by pyarrow: compressing or
 # dictionary-encoding them would be CPU spent on bytes that are read once and thrown away.
 STAGED_PARQUET = {"compression": "none", "parquet.enable.dictionary": "false"}
@@ -73,7 +72,7 @@ def reencode_parquet(src: Path, dst: Path) -> None:
 
 def write_sorted_parquet(files: list[Path], dst: Path, by: list[str]) -> None:
     """The rows of several Parquet files as one file sorted by `by`, nulls first (as
-    Spark sorts), written with the same settings as `reencode_parquet`."""
+    Spark sorts), snappy-compressed and without a stored Arrow schema: stable bytes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

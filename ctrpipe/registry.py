@@ -10,7 +10,7 @@ and `gto history` read the same tags.
 
 gto is imported where it is used: `production` answers a repository with no stage tag
 from one `git tag --list`, which keeps the always-run `production` stage of `dvc repro`
-to a few tens of milliseconds.
+to about 0.1 s.
 
 gto orders stage events by tag time, which git keeps in whole seconds: two assignments in
 one second would tie. Production is therefore the event with the highest number (gto's
