@@ -179,13 +179,18 @@ class Service:
         if loaded.digest not in self._parity:  # content-addressed: checked once per digest
             files = verified_files(loaded)
             self._parity[loaded.digest] = check_parity(loaded.schema, files, str(loaded.path))
-        if self.threads > 1:
+        fast = None
+        if self.backend != "onnx":
+            if loaded.digest not in self._compiled:
+                # Only the newest version is kept: an old one holds a mapped library and,
+                # with threads, idle workers. Swapping back loads it again, reusing the
+                # library cached on disk (no compiler run).
+                self._compiled = {loaded.digest: self._compile(loaded, files)}
+            fast = self._compiled[loaded.digest]
+        if fast is None and self.threads > 1:  # ONNX Runtime serves: give it the threads
             files = files or verified_files(loaded)
             loaded = dataclasses.replace(
                 loaded, session=onnx_export.session(files["model.onnx"], self.threads))
-        if self.backend != "onnx" and loaded.digest not in self._compiled:
-            self._compiled[loaded.digest] = self._compile(loaded, files)
-        fast = self._compiled.get(loaded.digest)
         return Model(loaded=loaded, version=version, encoder=RowEncoder(loaded.schema),
                      parity=self._parity[loaded.digest],
                      answer={"version": version, "digest": loaded.digest},

@@ -287,3 +287,19 @@ def test_the_compiled_model_serves_and_onnx_stands_in_without_a_compiler(
     with pytest.raises(DataError, match="no C compiler"):
         refusing.load(paths["a"])
     assert refusing.readiness()[0] == 503
+
+
+def test_a_swap_keeps_one_compiled_model_and_threads_only_for_the_backend_serving(
+        packages, tmp_path, monkeypatch):
+    paths, _ = packages
+    monkeypatch.setenv("CTRPIPE_CACHE", str(tmp_path / "cache"))
+    service = Service(threads=2)
+    first, second = service.load(paths["a"]), service.load(paths["b"])
+    assert (first.backend, second.backend) == ("compiled", "compiled")
+    assert list(service._compiled) == [second.loaded.digest]  # the old one is let go
+    # the compiled model has the threads; ONNX Runtime keeps package.load's one thread
+    assert second.loaded.session.get_session_options().intra_op_num_threads == 1
+    back = service.load(paths["a"])  # compiled again, from the cached library
+    assert back.backend == "compiled" and list(service._compiled) == [back.loaded.digest]
+    onnx = Service(threads=2, backend="onnx").load(paths["a"])
+    assert onnx.loaded.session.get_session_options().intra_op_num_threads == 2
