@@ -32,6 +32,11 @@ def verdict(checks: list[dict]) -> str:
     return next(s for s, rank in ORDER.items() if rank == max(worst, 0))
 
 
+def profiled(profile: dict) -> dict[str, dict]:
+    """The profile's entry of every column drift is judged on: features and prediction."""
+    return {**profile["features"], "prediction": profile["prediction"]}
+
+
 def drift_checks(profile: dict, counts: dict[str, np.ndarray], rows: int,
                  settings: Monitor) -> tuple[list[dict], dict]:
     """One check per feature (PSI if numeric, Jensen-Shannon if categorical) and one
@@ -39,9 +44,8 @@ def drift_checks(profile: dict, counts: dict[str, np.ndarray], rows: int,
     limits = settings.drift
     short = rows < settings.min_rows
     why = f"{rows} rows; drift is judged from {settings.min_rows}" if short else ""
-    entries = {**profile["features"], "prediction": profile["prediction"]}
     out, sections = [], {}
-    for name, entry in entries.items():
+    for name, entry in profiled(profile).items():
         if name in limits.ignore:
             continue
         expected = drift.reference(entry)

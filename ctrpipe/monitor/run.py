@@ -66,13 +66,14 @@ def monitor(options: Options, spark=None) -> tuple[dict, Path]:
         raise DataError(f"{repo / s.logs}: no logged rows since {since:%Y-%m-%d %H:%M} UTC")
     newest = served[0]
     folder = options.package or package_of(repo, newest)
-    loaded = package.load(folder)
-    if loaded.digest != newest["digest"]:
-        raise DataError(f"{folder}: its manifest sha256 {loaded.digest[:12]} is not the "
+    # The profile as checked against the manifest; the model itself is not needed here.
+    verified, digest = package.verify(Path(folder)), package.digest(folder)
+    if digest != newest["digest"]:
+        raise DataError(f"{folder}: its manifest sha256 {digest[:12]} is not the "
                         f"logged model's {newest['digest'][:12]}")
-    profile = json.loads((Path(folder) / "profile.json").read_text(encoding="utf-8"))
-    entries = {**profile["features"], "prediction": profile["prediction"]}
-    counts = traffic.histograms(spark, files, entries, newest["digest"], since)
+    profile = json.loads(verified["profile.json"])
+    counts = traffic.histograms(spark, files, checks.profiled(profile), newest["digest"],
+                                since)
     drift_checks, drift = checks.drift_checks(profile, counts, newest["rows"], s)
 
     labelled = None
@@ -82,7 +83,7 @@ def monitor(options: Options, spark=None) -> tuple[dict, Path]:
         mine = rows.where(rows.digest == newest["digest"])
         labelled = quality.summarize(traffic.buckets(mine, labels, s.quality.slices),
                                      s.quality.min_slice_rows)
-    reference = reference_metrics(repo, newest["version"], loaded.digest)
+    reference = reference_metrics(repo, newest["version"], digest)
     if labelled is not None:
         add_reference(labelled, reference)
     figures = None
