@@ -110,7 +110,7 @@ def reason_counts(checked: dict[str, DataFrame], tables: dict[str, Table],
     parts = [checked[n].select(
         F.lit(n).alias("_table"), F.col(schema.REASON),
         *[F.col(c).isNotNull().cast("long").alias(f"_has{i}")
-          for i, (table, c) in enumerate(present) if table == n]) for n in tables]
+          for i, (owner, c) in enumerate(present) if owner == n]) for n in tables]
     union = functools.reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
     found = union.groupBy("_table", schema.REASON).agg(
         F.count(F.lit(1)).alias("n"), *[F.sum(f"_has{i}").alias(f"_has{i}")

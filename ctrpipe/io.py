@@ -16,6 +16,8 @@ from pathlib import Path
 # Spark's Parquet files are staged and re-encoded by pyarrow: compressing or
 # dictionary-encoding them would be CPU spent on bytes that are read once and thrown away.
 STAGED_PARQUET = {"compression": "none", "parquet.enable.dictionary": "false"}
+# How pyarrow writes every final Parquet file: snappy, and only Parquet's own schema.
+FINAL_PARQUET = {"compression": "snappy", "store_schema": False}
 
 
 @contextlib.contextmanager
@@ -64,7 +66,7 @@ def reencode_parquet(src: Path, dst: Path) -> None:
 
     source = pq.ParquetFile(src)
     schema = source.schema_arrow.remove_metadata()
-    with pq.ParquetWriter(dst, schema, compression="snappy", store_schema=False) as writer:
+    with pq.ParquetWriter(dst, schema, **FINAL_PARQUET) as writer:
         for i in range(source.num_row_groups):
             group = source.read_row_group(i).replace_schema_metadata(None)
             writer.write_table(group, row_group_size=max(group.num_rows, 1))
@@ -78,7 +80,7 @@ def write_sorted_parquet(files: list[Path], dst: Path, by: list[str]) -> None:
 
     table = pa.concat_tables(pq.read_table(f).replace_schema_metadata(None) for f in files)
     table = table.sort_by([(c, "ascending", "at_start") for c in by])
-    pq.write_table(table, dst, compression="snappy", store_schema=False)
+    pq.write_table(table, dst, **FINAL_PARQUET)
 
 
 def cache_dir(name: str) -> Path:

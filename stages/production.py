@@ -34,7 +34,7 @@ def main(argv=None):
         tmp.mkdir()
         if current:
             # Imported here: with nothing in production this stage, which runs on every
-            # repro, is done in a few tens of milliseconds.
+            # repro, takes about 0.1 s.
             from ctrpipe import publish, remote
 
             _, digest, _ = publish.fetch(args.repo, remote.resolve(args.repo),
