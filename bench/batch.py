@@ -5,7 +5,7 @@
 
 On the golden set's encoded float32 matrix (repeated to 100k rows), prints rows/s of
 ONNX Runtime (package.load's session, 1 and 2 intra-op threads) and of the compiled
-model (ctrpipe/compiled.py, 1 and 2 threads) for batches of 1k, 10k and 100k rows.
+model (ctrpipe/serving/compiled.py, 1 and 2 threads) for batches of 1k, 10k and 100k rows.
 Each figure is the median of --repeats timed calls after a warm-up. The 1-thread
 figures also come with CPU seconds per call (this thread's), which another process on
 the machine disturbs far less than wall time. Then single-row p50 / p99 of both over
@@ -29,9 +29,12 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ctrpipe import compiled, onnx_export, package  # noqa: E402
-from predict import latencies  # noqa: E402  (bench/predict.py, this folder)
-from train import machine  # noqa: E402  (bench/train.py, this folder)
+from predict import latencies  # bench/predict.py, this folder
+from train import machine  # bench/train.py, this folder
+
+from ctrpipe import paths
+from ctrpipe.model import onnx_export, package
+from ctrpipe.serving import compiled
 
 SIZES = (1_000, 10_000, 100_000)
 TARGET_ROWS_S = 2_000_000
@@ -54,10 +57,11 @@ def rate(fn, x: np.ndarray, repeats: int) -> tuple[float, float]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--package", default="models/package")
-    parser.add_argument("--golden", default="data/processed/golden.parquet")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--package", default=paths.PACKAGE)
+    parser.add_argument("--golden", default=paths.GOLDEN)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--calls", type=int, default=20_000)
     args = parser.parse_args(argv)
@@ -79,18 +83,23 @@ def main(argv=None) -> None:
         compiled.load(model_ubj, n_features, cache, threads=1)
         again = time.perf_counter() - started
         wide = compiled.load(model_ubj, n_features, cache, threads=2)
-        print(f"package {loaded.digest[:12]}: {n_features} features, {len(x):,} golden rows; "
-              f"compiled load {first:.2f} s with the compile, {again:.2f} s from the cache "
-              f"(both with the parity check; largest difference from XGBoost {model.parity:.1e})")
+        print(
+            f"package {loaded.digest[:12]}: {n_features} features, {len(x):,} golden rows; "
+            f"compiled load {first:.2f} s with the compile, {again:.2f} s from the cache "
+            f"(both with the parity check; largest difference from XGBoost {model.parity:.1e})"
+        )
         variants = {
             "ONNX Runtime, 1 thread": lambda a: onnx_export.predict(loaded.session, a),
             "ONNX Runtime, 2 threads": (lambda s: lambda a: onnx_export.predict(s, a))(
-                onnx_export.session(onnx_bytes, 2)),
+                onnx_export.session(onnx_bytes, 2)
+            ),
             "compiled, 1 thread": model.predict,
             "compiled, 2 threads": wide.predict,
         }
-        print(f"\n{'rows/s (median of ' + str(args.repeats) + ')':32}"
-              + "".join(f"{n:>14,}" for n in SIZES))
+        print(
+            f"\n{'rows/s (median of ' + str(args.repeats) + ')':32}"
+            + "".join(f"{n:>14,}" for n in SIZES)
+        )
         best = 0.0
         for name, fn in variants.items():
             figures = [rate(fn, rows_of(x, n), args.repeats) for n in SIZES]
@@ -101,13 +110,17 @@ def main(argv=None) -> None:
 
         print(f"\nsingle row, {args.calls:,} calls, one thread (us)      p50      p99")
         rows = x[:1000]
-        for name, fn in (("ONNX Runtime (onnx_export.predict)", variants["ONNX Runtime, 1 thread"]),
-                         ("compiled (Compiled.predict)", model.predict)):
+        for name, fn in (
+            ("ONNX Runtime (onnx_export.predict)", variants["ONNX Runtime, 1 thread"]),
+            ("compiled (Compiled.predict)", model.predict),
+        ):
             us = latencies(fn, rows, args.calls)
             print(f"  {name:44} {np.percentile(us, 50):8.1f} {np.percentile(us, 99):8.1f}")
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"\nbest batch rate {best:,.0f} rows/s (target >= {TARGET_ROWS_S:,}); "
-          f"load average now {load}")
+    print(
+        f"\nbest batch rate {best:,.0f} rows/s (target >= {TARGET_ROWS_S:,}); "
+        f"load average now {load}"
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python bench/monitor.py                  # 10M logged rows, with labels for all
     python bench/monitor.py --rows 1e6 --no-labels
 
-Builds a request log of --rows rows in the format serve writes (ctrpipe/request_log.py):
+Builds a request log of --rows rows in the format serve writes (ctrpipe/serving/request_log.py):
 validation rows repeated, each with a unique id and the package's own prediction, in
 files of 1M rows, plus a labels file for every id. Then times run.monitor (Spark start
 included) in this process, with the project's `spark` settings. Prints figures only.
@@ -25,9 +25,13 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ctrpipe import ops_config, package, request_log, spark  # noqa: E402
-from ctrpipe.monitor import run  # noqa: E402
-from train import machine  # noqa: E402  (bench/train.py, this folder)
+from train import machine  # bench/train.py, this folder
+
+from ctrpipe import config, params, paths, spark
+from ctrpipe.model import package
+from ctrpipe.monitoring import run
+from ctrpipe.monitoring.settings import Ops
+from ctrpipe.serving import request_log
 
 FILE_ROWS = 1_000_000
 TARGET_SECONDS = 60
@@ -45,13 +49,18 @@ def write_log(folder: Path, source: pa.Table, loaded: package.Loaded, rows: int)
         take = pa.array(np.arange(written, written + n) % base.num_rows)
         part = base.take(take)
         ids = pc.cast(pa.array(np.arange(written, written + n)), pa.string())
-        columns = {"ts": pa.array(np.full(n, int(time.time() * 1000)), pa.timestamp("ms", "UTC")),
-                   "id": ids, "version": pa.nulls(n, pa.string()),
-                   "digest": pa.array([loaded.digest] * n), "prediction": predictions.take(take)}
+        columns = {
+            "ts": pa.array(np.full(n, int(time.time() * 1000)), pa.timestamp("ms", "UTC")),
+            "id": ids,
+            "version": pa.nulls(n, pa.string()),
+            "digest": pa.array([loaded.digest] * n),
+            "prediction": predictions.take(take),
+        }
         columns |= {name: part.column(name) for name in schema.names}
         table = pa.table(columns).cast(arrow)
-        pq.write_table(table, folder / "logs" / f"requests-bench-{files:06d}.parquet",
-                       compression="zstd")
+        pq.write_table(
+            table, folder / "logs" / f"requests-bench-{files:06d}.parquet", compression="zstd"
+        )
         labels = pa.table({"id": ids, "clicked": part.column(schema.label)})
         pq.write_table(labels, folder / "labels" / f"part-{files:06d}.parquet")
         files += 1
@@ -60,12 +69,13 @@ def write_log(folder: Path, source: pa.Table, loaded: package.Loaded, rows: int)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=float, default=1e7)
     parser.add_argument("--no-labels", action="store_true")
-    parser.add_argument("--package", default="models/package")
-    parser.add_argument("--source", default="data/processed/validation.parquet")
+    parser.add_argument("--package", default=paths.PACKAGE)
+    parser.add_argument("--source", default=paths.VALIDATION)
     args = parser.parse_args(argv)
     rows = int(args.rows)
     print(machine())
@@ -76,26 +86,35 @@ def main(argv=None) -> None:
         (folder / "labels").mkdir()
         started = time.perf_counter()
         files = write_log(folder, pq.read_table(ROOT / args.source), loaded, rows)
-        print(f"wrote {rows:,} logged rows in {files} files "
-              f"({time.perf_counter() - started:.1f} s)")
-        settings = ops_config.updated(ops_config.load(ROOT).monitor, {
-            "logs": str(folder / "logs"), "out": str(folder / "out"),
-            "labels": None if args.no_labels else str(folder / "labels")})
+        print(
+            f"wrote {rows:,} logged rows in {files} files ({time.perf_counter() - started:.1f} s)"
+        )
+        settings = config.updated(
+            params.groups(ROOT, Ops).monitor,
+            {
+                "logs": str(folder / "logs"),
+                "out": str(folder / "out"),
+                "labels": None if args.no_labels else str(folder / "labels"),
+            },
+        )
         if args.no_labels:
             settings = settings.model_copy(update={"labels": None})
         started = time.perf_counter()
         session = spark.session(run.spark_settings(ROOT), app="bench-monitor")
         ready = time.perf_counter()
-        result, _ = run.monitor(run.Options(ROOT, settings, package=ROOT / args.package,
-                                            act=False), spark=session)
+        result, _ = run.monitor(
+            run.Options(ROOT, settings, package=ROOT / args.package, act=False), spark=session
+        )
         done = time.perf_counter()
         session.stop()
     total = done - started
-    print(f"monitor over {result['rows']['logged']:,} rows "
-          f"({result['rows']['labelled'] or 0:,} labelled): {total:.1f} s wall "
-          f"(Spark start {ready - started:.1f} s, judging {done - ready:.1f} s); "
-          f"{result['rows']['logged'] / total / 1e6:.2f}M rows/s; verdict {result['verdict']}; "
-          f"target <= {TARGET_SECONDS} s")
+    print(
+        f"monitor over {result['rows']['logged']:,} rows "
+        f"({result['rows']['labelled'] or 0:,} labelled): {total:.1f} s wall "
+        f"(Spark start {ready - started:.1f} s, judging {done - ready:.1f} s); "
+        f"{result['rows']['logged'] / total / 1e6:.2f}M rows/s; verdict {result['verdict']}; "
+        f"target <= {TARGET_SECONDS} s"
+    )
 
 
 if __name__ == "__main__":

@@ -26,15 +26,16 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ctrpipe import params  # noqa: E402
+from ctrpipe import params
 
 
 def run_measured(cmd: list[str]) -> tuple[float, int]:
     """Wall seconds and peak RSS bytes of the command and all its children."""
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "DVC_NO_ANALYTICS": "1"}
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     root, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:
@@ -55,13 +56,33 @@ def bench_size(rows: int, tmp: Path) -> dict:
     work.mkdir()
     p = params.compose(work / "params.yaml", [f"data.rows={rows}"], root=ROOT)
     py = sys.executable
-    ingest = run_measured([py, "-m", "stages.ingest", "--params", str(p), "--out", str(work / "raw")])
-    generate = run_measured([py, "-m", "stages.generate", "--params", str(p),
-                             "--raw", str(work / "raw"), "--out", str(work / "out"),
-                             "--quarantine", str(work / "quarantine"),
-                             "--metrics", str(work / "metrics.json")])
-    return {"rows": rows, "ingest_s": ingest[0], "generate_s": generate[0],
-            "peak_gib": max(ingest[1], generate[1]) / 2**30}
+    ingest = run_measured(
+        [py, "-m", "stages.ingest", "--params", str(p), "--out", str(work / "raw")]
+    )
+    generate = run_measured(
+        [
+            py,
+            "-m",
+            "stages.generate",
+            "--params",
+            str(p),
+            "--raw",
+            str(work / "raw"),
+            *(f"--{s}={work / s}.parquet" for s in ("train", "validation", "golden")),
+            "--features",
+            str(work / "features.json"),
+            "--quarantine",
+            str(work / "quarantine"),
+            "--metrics",
+            str(work / "metrics.json"),
+        ]
+    )
+    return {
+        "rows": rows,
+        "ingest_s": ingest[0],
+        "generate_s": generate[0],
+        "peak_gib": max(ingest[1], generate[1]) / 2**30,
+    }
 
 
 def noop_repro(times: int = 5) -> float:
@@ -69,8 +90,9 @@ def noop_repro(times: int = 5) -> float:
     status = subprocess.run([dvc, "status", "--json"], cwd=ROOT, capture_output=True, text=True)
     # `production` is always changed (it reads git tags); anything else means the
     # workspace is not reproduced, and there is no no-op to time.
-    if status.returncode != 0 or any(changes != ["always changed"]
-                                     for changes in json.loads(status.stdout).values()):
+    if status.returncode != 0 or any(
+        changes != ["always changed"] for changes in json.loads(status.stdout).values()
+    ):
         return float("nan")
     return statistics.median(run_measured([dvc, "repro"])[0] for _ in range(times))
 
@@ -80,18 +102,25 @@ def main() -> None:
     parser.add_argument("--rows", type=float, nargs="+", default=[1e6, 1e7])
     args = parser.parse_args()
 
-    print(f"machine: {platform.machine()}, {psutil.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
-    print(f"{'rows':>12} {'ingest s':>9} {'generate s':>11} {'total s':>8} "
-          f"{'rows/s':>9} {'peak GiB':>9}")
+    print(
+        f"machine: {platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
+    print(
+        f"{'rows':>12} {'ingest s':>9} {'generate s':>11} {'total s':>8} "
+        f"{'rows/s':>9} {'peak GiB':>9}"
+    )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for rows in (int(r) for r in args.rows):
             r = bench_size(rows, Path(tmp))
             results.append(r)
             total = r["ingest_s"] + r["generate_s"]
-            print(f"{rows:>12,} {r['ingest_s']:>9.1f} {r['generate_s']:>11.1f} {total:>8.1f} "
-                  f"{rows / total:>9,.0f} {r['peak_gib']:>9.2f}", flush=True)
+            print(
+                f"{rows:>12,} {r['ingest_s']:>9.1f} {r['generate_s']:>11.1f} {total:>8.1f} "
+                f"{rows / total:>9,.0f} {r['peak_gib']:>9.2f}",
+                flush=True,
+            )
     if len(results) > 1:
         first, last = results[0], results[-1]
         size = last["rows"] / first["rows"]

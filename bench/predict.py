@@ -25,8 +25,9 @@ import xgboost as xgb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ctrpipe import encoding, onnx_export, package  # noqa: E402
-from ctrpipe.model_config import Package as Settings  # noqa: E402
+from ctrpipe import paths
+from ctrpipe.model import encoding, onnx_export, package
+from ctrpipe.model.settings import Package as Settings
 
 
 def random_package(folder: Path, rows: int = 20_000, trees: int = 100) -> Path:
@@ -35,18 +36,38 @@ def random_package(folder: Path, rows: int = 20_000, trees: int = 100) -> Path:
     cols = {f"n{i}": rng.normal(size=rows) for i in range(15)}
     cols |= {f"c{i}": [f"v{k}" for k in rng.zipf(1.5, rows) % 50] for i in range(5)}
     logit = -3 + cols["n0"] + 0.5 * cols["n1"] * (np.array(cols["c0"]) == "v1")
-    cols |= {"id": np.arange(rows), "ts": np.arange(rows), "weight": np.ones(rows),
-             "label": (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int32)}
+    cols |= {
+        "id": np.arange(rows),
+        "ts": np.arange(rows),
+        "weight": np.ones(rows),
+        "label": (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int32),
+    }
     table = pa.table(cols)
-    roles = {"id": "id", "time": "ts", "label": "label", "weight": "weight",
-             "numeric": [f"n{i}" for i in range(15)], "categorical": [f"c{i}" for i in range(5)]}
+    roles = {
+        "id": "id",
+        "time": "ts",
+        "label": "label",
+        "weight": "weight",
+        "numeric": [f"n{i}" for i in range(15)],
+        "categorical": [f"c{i}" for i in range(5)],
+    }
     schema = encoding.fit(table, roles, max_categories=30, min_count=5)
     x = schema.encode(table)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 6, "nthread": 1},
-                        xgb.DMatrix(x, cols["label"], feature_names=schema.names), trees)
-    inputs = package.Inputs(model=bytes(booster.save_raw("ubj")), schema=schema, train=table,
-                            validation=table, train_params={}, metrics=None,
-                            data_hashes={}, commit="benchmark")
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 6, "nthread": 1},
+        xgb.DMatrix(x, cols["label"], feature_names=schema.names),
+        trees,
+    )
+    inputs = package.Inputs(
+        model=bytes(booster.save_raw("ubj")),
+        schema=schema,
+        train=table,
+        validation=table,
+        train_params={},
+        metrics=None,
+        data_hashes={},
+        commit="benchmark",
+    )
     package.write(folder / "package", package.build(inputs, Settings()))
     pq.write_table(table, folder / "rows.parquet")  # the rows to time predictions on
     return folder / "package"
@@ -61,7 +82,7 @@ def sample_rows(loaded: package.Loaded, validation: Path, n: int = 1000) -> np.n
 
 def latencies(fn, rows: np.ndarray, calls: int) -> np.ndarray:
     """Microseconds of `fn` on one row at a time (1 x n_features arrays)."""
-    return timed(fn, [np.ascontiguousarray(rows[i:i + 1]) for i in range(len(rows))], calls)
+    return timed(fn, [np.ascontiguousarray(rows[i : i + 1]) for i in range(len(rows))], calls)
 
 
 def timed(fn, args: list, calls: int) -> np.ndarray:
@@ -79,8 +100,8 @@ def timed(fn, args: list, calls: int) -> np.ndarray:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--package", default="models/package")
-    parser.add_argument("--validation", default="data/processed/validation.parquet")
+    parser.add_argument("--package", default=paths.PACKAGE)
+    parser.add_argument("--validation", default=paths.VALIDATION)
     parser.add_argument("--calls", type=int, default=20_000)
     args = parser.parse_args(argv)
 
@@ -99,11 +120,14 @@ def main(argv=None) -> None:
             feed[onnx_export.INPUT] = row
             return loaded.session.run([onnx_export.OUTPUT], feed)
 
-        results = {"ONNX Runtime session.run": latencies(onnx_predict, rows, args.calls),
-                   "XGBoost inplace_predict": latencies(booster.inplace_predict, rows,
-                                                        args.calls)}
-    print(f"package {loaded.digest[:12]}: {booster.num_boosted_rounds()} trees, "
-          f"{len(loaded.schema.names)} features, {args.calls:,} single-row calls each")
+        results = {
+            "ONNX Runtime session.run": latencies(onnx_predict, rows, args.calls),
+            "XGBoost inplace_predict": latencies(booster.inplace_predict, rows, args.calls),
+        }
+    print(
+        f"package {loaded.digest[:12]}: {booster.num_boosted_rounds()} trees, "
+        f"{len(loaded.schema.names)} features, {args.calls:,} single-row calls each"
+    )
     print(f"{'':28} {'p50 us':>8} {'p99 us':>8}")
     for name, us in results.items():
         print(f"{name:28} {np.percentile(us, 50):8.1f} {np.percentile(us, 99):8.1f}")

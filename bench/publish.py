@@ -25,27 +25,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ctrpipe import publish, remote  # noqa: E402
-from tests.s3server import S3Server  # noqa: E402
+from ctrpipe import paths
+from ctrpipe.release import fetch, publish, remote
+from tests.support.s3server import S3Server
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def size_of(lock: Path) -> tuple[int, int]:
     import yaml
 
-    outs = [o for s in yaml.safe_load(lock.read_text())["stages"].values()
-            for o in s.get("outs", []) if o.get("md5")]
+    outs = [
+        o
+        for s in yaml.safe_load(lock.read_text())["stages"].values()
+        for o in s.get("outs", [])
+        if o.get("md5")
+    ]
     return sum(o.get("size", 0) for o in outs), sum(o.get("nfiles", 1) for o in outs)
 
 
 def main() -> None:
-    gate = json.loads((ROOT / publish.GATE).read_text())
+    gate = json.loads((ROOT / paths.GATE_REPORT).read_text())
     if gate.get("verdict") != "pass":
-        sys.exit(f"{publish.GATE}: the committed gate must pass to publish ({gate.get('reason')})")
+        sys.exit(
+            f"{paths.GATE_REPORT}: the committed gate must pass to publish ({gate.get('reason')})"
+        )
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
         tmp = Path(tmp)
         server = S3Server(tmp / "s3").start()
@@ -55,8 +63,19 @@ def main() -> None:
             git(tmp, "clone", "-q", str(ROOT), str(clone))
             git(clone, "config", "user.name", "bench")
             git(clone, "config", "user.email", "bench@localhost")
-            subprocess.run([sys.executable, "-m", "dvc", "cache", "dir", "--local",
-                            str(ROOT / ".dvc" / "cache")], cwd=clone, check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "dvc",
+                    "cache",
+                    "dir",
+                    "--local",
+                    str(ROOT / ".dvc" / "cache"),
+                ],
+                cwd=clone,
+                check=True,
+            )
             subprocess.run([sys.executable, "-m", "dvc", "checkout", "-q"], cwd=clone, check=True)
             where = remote.resolve(clone)
             total, files = size_of(clone / "dvc.lock")
@@ -71,13 +90,15 @@ def main() -> None:
             fresh = tmp / "fresh"
             git(tmp, "clone", "-q", str(clone), str(fresh))
             started = time.perf_counter()
-            _, digest, out = publish.fetch(fresh, remote.resolve(fresh), tmp / "fetched")
+            _, digest, out = fetch.fetch(fresh, remote.resolve(fresh), tmp / "fetched")
             fetched = time.perf_counter() - started
             package_bytes = sum(p.stat().st_size for p in out.iterdir())
         finally:
             server.stop()
-    print(f"outputs in dvc.lock: {total / 2**20:.0f} MiB in {files} files; "
-          f"package {package_bytes / 2**10:.0f} KiB")
+    print(
+        f"outputs in dvc.lock: {total / 2**20:.0f} MiB in {files} files; "
+        f"package {package_bytes / 2**10:.0f} KiB"
+    )
     print(f"publish {outcome.version} (push + verify + tags): {published:.1f} s")
     print(f"publish again (nothing to do): {again:.2f} s")
     print(f"fetch --stage prod from a fresh clone: {fetched:.2f} s (sha256 {digest[:12]})")

@@ -26,8 +26,9 @@ def peak_rss(pid: int, stop: threading.Event, result: list) -> None:
     root, peak = psutil.Process(pid), 0
     while not stop.is_set():
         try:
-            peak = max(peak, sum(p.memory_info().rss
-                                 for p in [root, *root.children(recursive=True)]))
+            peak = max(
+                peak, sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+            )
         except psutil.Error:
             pass
         time.sleep(0.1)
@@ -36,8 +37,12 @@ def peak_rss(pid: int, stop: threading.Event, result: list) -> None:
 
 def main() -> None:
     venv_bin = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
-           "SPARK_LOCAL_IP": "127.0.0.1", "DVC_NO_ANALYTICS": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "DVC_NO_ANALYTICS": "1",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
@@ -45,8 +50,14 @@ def main() -> None:
         for tracked in ("metrics", "reports"):
             subprocess.run(["git", "rm", "-rq", tracked], cwd=clone, check=True)
         started = time.perf_counter()
-        proc = subprocess.Popen(["dvc", "repro"], cwd=clone, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            ["dvc", "repro"],
+            cwd=clone,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         stop, peak = threading.Event(), []
         watcher = threading.Thread(target=peak_rss, args=(proc.pid, stop, peak))
         watcher.start()
@@ -66,8 +77,10 @@ def main() -> None:
         watcher.join()
         if proc.returncode != 0:
             raise SystemExit("dvc repro failed")
-    print(f"dvc repro from a clean clone: {total:.1f} s wall, "
-          f"peak memory {peak[0] / 2**30:.2f} GiB (process tree)")
+    print(
+        f"dvc repro from a clean clone: {total:.1f} s wall, "
+        f"peak memory {peak[0] / 2**30:.2f} GiB (process tree)"
+    )
     for name, seconds in stages.items():
         print(f"  {name:<10} {seconds:6.1f} s")
 

@@ -42,9 +42,12 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ctrpipe import compiled, onnx_export, package  # noqa: E402
-from ctrpipe.serve import Service  # noqa: E402
-from predict import random_package, timed  # noqa: E402  (bench/predict.py, this folder)
+from predict import random_package, timed  # bench/predict.py, this folder
+
+from ctrpipe import paths
+from ctrpipe.model import onnx_export, package
+from ctrpipe.serving import compiled
+from ctrpipe.serving.service import Service
 
 TARGETS = {"single_p50_us": 15, "batch_rows_s": 2_000_000, "http_p99_ms": 5}
 
@@ -69,19 +72,29 @@ def in_process(service: Service, rows: list[dict], calls: int, threads: int) -> 
     both = timed(model.score, singles, calls)
     onnx = timed(lambda x: onnx_export.predict(model.loaded.session, x), encoded, calls)
     print(f"single row, encode + {model.backend:8} (us) {percentiles(both)}   (Model.score)")
-    print(f"  encode only                       "
-          f"{percentiles(timed(model.encoder.encode, singles, calls))}")
-    print(f"  {model.backend} model only              "
-          f"{percentiles(timed(model.predict, encoded, calls))}")
+    print(
+        f"  encode only                       "
+        f"{percentiles(timed(model.encoder.encode, singles, calls))}"
+    )
+    print(
+        f"  {model.backend} model only              "
+        f"{percentiles(timed(model.predict, encoded, calls))}"
+    )
     print(f"  ONNX only                         {percentiles(onnx)}")
-    print(f"  ONNX only through Loaded.predict  "
-          f"{percentiles(timed(model.loaded.predict, encoded, calls))}")
+    print(
+        f"  ONNX only through Loaded.predict  "
+        f"{percentiles(timed(model.loaded.predict, encoded, calls))}"
+    )
     if threads > 1:
         wide = onnx_export.session((model.loaded.path / "model.onnx").read_bytes(), threads)
-        print(f"  ONNX only, {threads} intra-op threads    "
-              f"{percentiles(timed(lambda x: onnx_export.predict(wide, x), encoded, calls))}")
-    print(f"  request path without HTTP         "
-          f"{percentiles(timed(service.predict, bodies, calls))}   (JSON in and out)")
+        print(
+            f"  ONNX only, {threads} intra-op threads    "
+            f"{percentiles(timed(lambda x: onnx_export.predict(wide, x), encoded, calls))}"
+        )
+    print(
+        f"  request path without HTTP         "
+        f"{percentiles(timed(service.predict, bodies, calls))}   (JSON in and out)"
+    )
     return float(np.percentile(both, 50))
 
 
@@ -108,25 +121,31 @@ def batches(service: Service, rows: list[dict], batch_threads: int) -> float:
     line("  encode only", best_of(lambda: model.encoder.encode(rows)))
     line(f"  {model.backend} model only, 1 thread", best_of(lambda: model.predict(x)))
     if batch_threads > 1 and model.backend == "compiled":
-        wide = compiled.load((model.loaded.path / "model.ubj").read_bytes(), x.shape[1],
-                             threads=batch_threads)
+        wide = compiled.load(
+            (model.loaded.path / "model.ubj").read_bytes(), x.shape[1], threads=batch_threads
+        )
         line(f"  compiled model only, {batch_threads} threads", best_of(lambda: wide.predict(x)))
     one = model.loaded.session
     line("  ONNX only, 1 thread", best_of(lambda: onnx_export.predict(one, x)))
     if batch_threads > 1:
         wide = onnx_export.session((model.loaded.path / "model.onnx").read_bytes(), batch_threads)
-        line(f"  ONNX only, {batch_threads} threads",
-             best_of(lambda: onnx_export.predict(wide, x)))
-    line("  through a pyarrow table instead",
-         best_of(lambda: model.loaded.predict(pa.Table.from_pylist(rows))))
+        line(f"  ONNX only, {batch_threads} threads", best_of(lambda: onnx_export.predict(wide, x)))
+    line(
+        "  through a pyarrow table instead",
+        best_of(lambda: model.loaded.predict(pa.Table.from_pylist(rows))),
+    )
     return n / total
 
 
 def start_server(path: Path) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "ctrpipe", "serve", "--package", str(path),
-                             "--port", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ctrpipe", "serve", "--package", str(path), "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     first = proc.stdout.readline()
     port = int(first.split(";")[0].rsplit(":", 1)[1])
     second = proc.stdout.readline()
@@ -136,8 +155,9 @@ def start_server(path: Path) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
-def open_loop(port: int, bodies: list[bytes], rate: float, duration: float,
-              connections: int, warmup: float) -> dict:
+def open_loop(
+    port: int, bodies: list[bytes], rate: float, duration: float, connections: int, warmup: float
+) -> dict:
     """Each connection sends every `connections`-th request of one schedule at `rate`."""
     start = time.perf_counter() + 0.2
     total = int(rate * (duration + warmup))
@@ -152,8 +172,12 @@ def open_loop(port: int, bodies: list[bytes], rate: float, duration: float,
             if wait > 0:
                 time.sleep(wait)
             try:
-                conn.request("POST", "/predict", bodies[k % len(bodies)],
-                             {"Content-Type": "application/json"})
+                conn.request(
+                    "POST",
+                    "/predict",
+                    bodies[k % len(bodies)],
+                    {"Content-Type": "application/json"},
+                )
                 response = conn.getresponse()
                 response.read()
                 ok = response.status == 200
@@ -177,16 +201,25 @@ def open_loop(port: int, bodies: list[bytes], rate: float, duration: float,
         t.join()
     elapsed = time.perf_counter() - start - warmup
     ms = np.array(latencies) * 1e3
-    return {"requests": len(ms), "errors": len(errors), "rate": len(ms) / elapsed,
-            "p50": np.percentile(ms, 50), "p99": np.percentile(ms, 99), "max": ms.max()}
+    return {
+        "requests": len(ms),
+        "errors": len(errors),
+        "rate": len(ms) / elapsed,
+        "p50": np.percentile(ms, 50),
+        "p99": np.percentile(ms, 99),
+        "max": ms.max(),
+    }
 
 
 def server_mean_ms(port: int) -> float:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
-    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
-              if line.startswith("ctrpipe_request_duration_seconds_") and "/predict" in line}
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("ctrpipe_request_duration_seconds_") and "/predict" in line
+    }
     key = 'ctrpipe_request_duration_seconds_{}{{endpoint="/predict"}}'
     return values[key.format("sum")] / values[key.format("count")] * 1e3
 
@@ -195,27 +228,30 @@ def over_http(path: Path, rows: list[dict], args) -> float:
     bodies = [json.dumps({"row": r}).encode() for r in rows[:1000]]
     proc, port = start_server(path)
     try:
-        result = open_loop(port, bodies, args.rate, args.duration, args.connections,
-                           args.warmup)
+        result = open_loop(port, bodies, args.rate, args.duration, args.connections, args.warmup)
         mean = server_mean_ms(port)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-    print(f"HTTP open loop, {args.rate:g} rps for {args.duration:g} s over "
-          f"{args.connections} keep-alive connections (single-row requests)")
-    print(f"  {result['requests']:,} requests at {result['rate']:.0f}/s, "
-          f"{result['errors']} errors")
-    print(f"  latency from scheduled send (ms): p50 {result['p50']:.3f}   "
-          f"p99 {result['p99']:.3f}   max {result['max']:.3f}")
+    print(
+        f"HTTP open loop, {args.rate:g} rps for {args.duration:g} s over "
+        f"{args.connections} keep-alive connections (single-row requests)"
+    )
+    print(f"  {result['requests']:,} requests at {result['rate']:.0f}/s, {result['errors']} errors")
+    print(
+        f"  latency from scheduled send (ms): p50 {result['p50']:.3f}   "
+        f"p99 {result['p99']:.3f}   max {result['max']:.3f}"
+    )
     print(f"  server's own mean, /metrics (ms): {mean:.3f}")
     return result["p99"]
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--package", default="models/package")
-    parser.add_argument("--validation", default="data/processed/validation.parquet")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--package", default=paths.PACKAGE)
+    parser.add_argument("--validation", default=paths.VALIDATION)
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--batch-threads", type=int, default=2)
@@ -233,14 +269,18 @@ def main(argv=None) -> None:
         service = Service(max_batch=args.batch)
         model = service.load(path)
         rows = request_rows(model.loaded, validation, args.batch)
-        print(f"package {model.loaded.digest[:12]}: {len(model.loaded.schema.names)} "
-              f"features; parity on probe rows {model.parity:.1e}")
+        print(
+            f"package {model.loaded.digest[:12]}: {len(model.loaded.schema.names)} "
+            f"features; parity on probe rows {model.parity:.1e}"
+        )
         single = in_process(service, rows, args.calls, args.batch_threads)
         rate = batches(service, rows, args.batch_threads)
         p99 = over_http(path, rows, args)
-    print(f"targets: single-row p50 {single:.1f} us (<= {TARGETS['single_p50_us']}), "
-          f"batch {rate:,.0f} rows/s (>= {TARGETS['batch_rows_s']:,}), "
-          f"HTTP p99 {p99:.2f} ms (<= {TARGETS['http_p99_ms']})")
+    print(
+        f"targets: single-row p50 {single:.1f} us (<= {TARGETS['single_p50_us']}), "
+        f"batch {rate:,.0f} rows/s (>= {TARGETS['batch_rows_s']:,}), "
+        f"HTTP p99 {p99:.2f} ms (<= {TARGETS['http_p99_ms']})"
+    )
 
 
 if __name__ == "__main__":

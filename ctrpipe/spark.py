@@ -4,10 +4,10 @@ Start-up: about 3 of the driver's 5-6 s of start are the JVM loading Spark's cla
 `make setup` records them once in a class archive (the JVM's own AppCDS: a session's
 classes dumped at its exit, `python -m ctrpipe.spark`), and every later session maps it
 instead, which makes the start and the first job about 3 s shorter. The archive lives in
-`$CTRPIPE_CACHE/spark` (default ~/.cache/ctrpipe/spark), named for the Java, the pyspark
-and its jars, and its own size: the JVM crashes on a truncated archive, so one whose size
-is not the one it was written with is never used. Without an archive, sessions start as
-before.
+`$CTRPIPE_CACHE/spark` (default ~/.cache/ctrpipe/spark), named for the Java and the
+class path (each jar's path and time), and its own size: the JVM crashes on a truncated
+archive, so one whose size is not the one it was written with is never used. Without an
+archive, sessions start as before.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ctrpipe import io
+from ctrpipe import fileio
 from ctrpipe.config import Spark
 from ctrpipe.errors import ConfigError
 
@@ -34,8 +34,10 @@ def java() -> tuple[str, str]:
     home = os.environ.get("JAVA_HOME")
     path = os.path.join(home, "bin", "java") if home else shutil.which("java")
     if not path or not os.path.exists(path):
-        raise ConfigError(f"Java {MIN_JAVA} or newer is needed by PySpark and none was found "
-                          "(no `java` on PATH and no JAVA_HOME); install a JDK 17")
+        raise ConfigError(
+            f"Java {MIN_JAVA} or newer is needed by PySpark and none was found "
+            "(no `java` on PATH and no JAVA_HOME); install a JDK 17"
+        )
     return path, subprocess.run([path, "-version"], capture_output=True, text=True).stderr
 
 
@@ -49,16 +51,18 @@ def java_version(path: str, out: str) -> int:
 
 
 def archive_folder() -> Path:
-    return io.cache_dir("spark")
+    return fileio.cache_dir("spark")
 
 
-def archive_key(java_path: str, version_text: str) -> str:
+def archive_key(java_path: str, version_text: str, jars: Path | None = None) -> str:
     """Names the archive for everything the JVM checks it against: the Java, and the
-    class path (pyspark's version and jars)."""
+    class path as it is on disk (each jar's full path and modification time), so that
+    another environment on the same machine gets an archive of its own."""
     import pyspark
 
-    jars = sorted(p.name for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar"))
-    text = "\n".join([os.path.realpath(java_path), version_text, pyspark.__version__, *jars])
+    jars = jars or Path(pyspark.__file__).parent / "jars"
+    found = [f"{p.resolve()} {p.stat().st_mtime_ns}" for p in sorted(jars.glob("*.jar"))]
+    text = "\n".join([os.path.realpath(java_path), version_text, pyspark.__version__, *found])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -86,11 +90,15 @@ def build_class_archive() -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".classes-", dir=folder) as tmp:
         dump = Path(tmp) / "classes.jsa"
-        child = subprocess.run([sys.executable, "-m", "ctrpipe.spark", "--dump", str(dump)],
-                               capture_output=True, text=True)
+        child = subprocess.run(
+            [sys.executable, "-m", "ctrpipe.spark", "--dump", str(dump)],
+            capture_output=True,
+            text=True,
+        )
         if child.returncode != 0 or not dump.exists():
-            raise ConfigError(f"could not write Spark's class archive: "
-                              f"{child.stderr.strip()[-300:]}")
+            raise ConfigError(
+                f"could not write Spark's class archive: {child.stderr.strip()[-300:]}"
+            )
         final = folder / f"classes-{key}-{dump.stat().st_size}.jsa"
         os.replace(dump, final)
     return final
@@ -149,8 +157,11 @@ def _dump(path: Path) -> None:
     """The child of build_class_archive: a session, a job, and a JVM that exits."""
     from pyspark import SparkContext
 
-    spark = session(Spark(master="local[1]", driver_memory="1g", shuffle_partitions=1),
-                    app="class-archive", dump_classes=path)
+    spark = session(
+        Spark(master="local[1]", driver_memory="1g", shuffle_partitions=1),
+        app="class-archive",
+        dump_classes=path,
+    )
     spark.range(1000).selectExpr("sum(id)").collect()
     spark.stop()
     gateway = SparkContext._gateway

@@ -9,7 +9,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ctrpipe import config, dataset, features, io, schema, spark
+from ctrpipe import config, fileio, spark
+from ctrpipe.data import dataset, features, raw
+from ctrpipe.data.settings import Data
+from ctrpipe.data.split import SPLITS
 from ctrpipe.errors import exits_cleanly
 
 
@@ -17,33 +20,39 @@ from ctrpipe.errors import exits_cleanly
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default=config.PARAMS_FILE)
-    parser.add_argument("--raw", default="data/raw")
-    parser.add_argument("--out", default="data/processed")
-    parser.add_argument("--quarantine", default="data/quarantine")
-    parser.add_argument("--metrics", default="metrics/data.json")
+    for name in ("raw", *SPLITS, "features", "quarantine", "metrics"):
+        parser.add_argument(f"--{name}", required=True)
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
     params = config.load(args.params)
-    data = params.data
+    data = params.section("data", Data)
     for table in data.tables.values():  # fail fast, before Spark starts
-        schema.inspect_file(Path(args.raw) / table.path, table)
-    session = spark.session(params.spark, app="generate")
+        raw.inspect_file(Path(args.raw) / table.path, table)
+    session = spark.session(params.section("spark", config.Spark), app="generate")
     try:
         # Every check runs before an output lands: a failure leaves no new output.
         built = dataset.build(session, data, Path(args.raw))
-        out = Path(args.out)
-        with io.atomic_path(args.quarantine) as quarantine, ThreadPoolExecutor(1) as pool:
+        with fileio.atomic_path(args.quarantine) as quarantine, ThreadPoolExecutor(1) as pool:
             quarantine.mkdir()
             # The quarantine's small Spark jobs run on the cores the splits' job leaves
             # idle; the quarantine lands only after the splits have passed their checks.
             pending = pool.submit(dataset.write_quarantine, built, quarantine)
-            built.stats["splits"] = dataset.write_splits(built, data, out)
+            built.stats["splits"] = dataset.write_splits(
+                built, data, {name: Path(getattr(args, name)) for name in SPLITS}
+            )
             pending.result()
-        io.write_json(out / "features.json", {
-            "id": built.key, "time": data.time, "label": features.LABEL,
-            "weight": features.WEIGHT, **features.feature_names(data)})
-        io.write_json(args.metrics, built.stats)
+        fileio.write_json(
+            args.features,
+            {
+                "id": built.key,
+                "time": data.time,
+                "label": features.LABEL,
+                "weight": features.WEIGHT,
+                **features.feature_names(data),
+            },
+        )
+        fileio.write_json(args.metrics, built.stats)
     finally:
         session.stop()
     rows = ", ".join(f"{s} {c['rows']:,}" for s, c in built.stats["splits"].items())

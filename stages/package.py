@@ -12,32 +12,31 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ctrpipe import config, model_card, package
-from ctrpipe.encoding import FeatureSchema
+from ctrpipe import config, paths
 from ctrpipe.errors import DataError, exits_cleanly
-from ctrpipe.model_config import Package
+from ctrpipe.model import card, package
+from ctrpipe.model.encoding import FeatureSchema
+from ctrpipe.model.settings import Package
 
 
 @exits_cleanly
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default=config.PARAMS_FILE)
-    parser.add_argument("--model", default="models/model.ubj")
-    parser.add_argument("--schema", default="models/schema.json")
-    parser.add_argument("--train-params", default="models/params.json")
-    parser.add_argument("--metrics", default="reports/evaluate/metrics.json",
-                        help="optional: the card says so when it is absent")
-    parser.add_argument("--train", default="data/processed/train.parquet")
-    parser.add_argument("--validation", default="data/processed/validation.parquet")
-    parser.add_argument("--golden", default="data/processed/golden.parquet",
-                        help="not read; only its hash in dvc.lock goes into the card")
-    parser.add_argument("--lock", default="dvc.lock")
-    parser.add_argument("--commit", default=None, help="default: the last commit that changed ctrpipe/ or stages/")
-    parser.add_argument("--out", default="models/package")
+    for name in ("model", "schema", "train-params", "train", "validation", "out"):
+        parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--metrics", required=True, help="may be absent: the card then says so")
+    parser.add_argument(
+        "--golden", required=True, help="not read; only its hash in dvc.lock goes into the card"
+    )
+    parser.add_argument("--lock", default=paths.LOCK_FILE)
+    parser.add_argument(
+        "--commit", default=None, help="default: the last commit that changed ctrpipe/ or stages/"
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    settings = config.load(args.params).section("package", Package, args.params)
+    settings = config.load(args.params).section("package", Package)
     inputs = package.Inputs(
         model=read_bytes(args.model),
         schema=read_schema(args.schema),
@@ -45,10 +44,17 @@ def main(argv=None):
         validation=read_table(args.validation),
         train_params=read_json(args.train_params),
         metrics=read_json(args.metrics) if Path(args.metrics).exists() else None,
-        data_hashes=model_card.lock_hashes(args.lock, {
-            "train": args.train, "validation": args.validation, "golden": args.golden}),
-        commit=args.commit or model_card.git_commit(),
-        names={"model": args.model, "train": args.train, "validation": args.validation},
+        data_hashes=card.lock_hashes(
+            args.lock, {"train": args.train, "validation": args.validation, "golden": args.golden}
+        ),
+        commit=args.commit or card.git_commit(),
+        names={
+            "model": args.model,
+            "train": args.train,
+            "validation": args.validation,
+            "train_params": args.train_params,
+            "metrics": args.metrics,
+        },
     )
     digest = package.write(args.out, package.build(inputs, settings))
     print(f"package: {args.out} sha256 {digest} in {time.perf_counter() - started:.1f} s")

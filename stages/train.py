@@ -9,22 +9,18 @@ metrics, and one row per sweep trial.
 import argparse
 import time
 
-from ctrpipe import config, encoding, io, sweep, training
+from ctrpipe import config, fileio
 from ctrpipe.errors import exits_cleanly
-from ctrpipe.model_config import Model, Sweep
+from ctrpipe.model import encoding, sweep, training
+from ctrpipe.model.settings import Model, Sweep
 
 
 @exits_cleanly
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default=config.PARAMS_FILE)
-    parser.add_argument("--features", default="data/processed/features.json")
-    parser.add_argument("--train", default="data/processed/train.parquet")
-    parser.add_argument("--validation", default="data/processed/validation.parquet")
-    parser.add_argument("--model", default="models/model.ubj")
-    parser.add_argument("--schema", default="models/schema.json")
-    parser.add_argument("--model-params", default="models/params.json")
-    parser.add_argument("--trials", default="reports/train/trials.csv")
+    for name in ("features", "train", "validation", "model", "schema", "model-params", "trials"):
+        parser.add_argument(f"--{name}", required=True)
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -37,8 +33,9 @@ def main(argv=None):
     roles = training.read_roles(args.features)
     train_table = training.read_split(args.train, roles)
     valid_table = training.read_split(args.validation, roles)
-    schema = encoding.fit(train_table, roles, model.encoding.max_categories,
-                          model.encoding.min_count)
+    schema = encoding.fit(
+        train_table, roles, model.encoding.max_categories, model.encoding.min_count
+    )
     dtrain = training.to_dmatrix(train_table, schema, args.train, nthread)
     dvalid = training.to_dmatrix(valid_table, schema, args.validation, nthread)
     loaded = time.perf_counter()
@@ -51,24 +48,28 @@ def main(argv=None):
     best = training.best_model(booster)
     metrics = training.evaluate(best, dvalid)
     summary = training.summary(booster, best, final_params, metrics)
-    summary["sweep"] = {"best_trial": study.best_trial.number,
-                        "best_value": round(study.best_value, 6)}
+    summary["sweep"] = {
+        "best_trial": study.best_trial.number,
+        "best_value": round(study.best_value, 6),
+    }
     refit = time.perf_counter()
 
     # Everything is computed before the first write: a failure leaves no new output.
-    with io.atomic_path(args.model, suffix=".ubj") as tmp:
+    with fileio.atomic_path(args.model, suffix=".ubj") as tmp:
         best.save_model(tmp)  # the suffix makes XGBoost write UBJSON
-    io.write_text(args.schema, schema.to_json())
-    io.write_json(args.model_params, summary)
-    io.write_text(args.trials, sweep.trials_csv(study, search.space))
+    fileio.write_text(args.schema, schema.to_json())
+    fileio.write_json(args.model_params, summary)
+    fileio.write_text(args.trials, sweep.trials_csv(study, search.space))
 
     pruned = sum(t.state.name == "PRUNED" for t in study.trials)
-    print(f"train: {len(study.trials)} trials ({pruned} pruned) on "
-          f"{min(dtrain.num_row(), search.sample_rows):,} rows, best logloss "
-          f"{study.best_value:.5f}; final {summary['trees']} trees on {dtrain.num_row():,} "
-          f"rows: validation logloss {metrics['logloss']:.5f}, AUC {metrics['auc']:.4f}; "
-          f"load {loaded - started:.1f} s, sweep {swept - loaded:.1f} s, "
-          f"refit {refit - swept:.1f} s, total {time.perf_counter() - started:.1f} s")
+    print(
+        f"train: {len(study.trials)} trials ({pruned} pruned) on "
+        f"{min(dtrain.num_row(), search.sample_rows):,} rows, best logloss "
+        f"{study.best_value:.5f}; final {summary['trees']} trees on {dtrain.num_row():,} "
+        f"rows: validation logloss {metrics['logloss']:.5f}, AUC {metrics['auc']:.4f}; "
+        f"load {loaded - started:.1f} s, sweep {swept - loaded:.1f} s, "
+        f"refit {refit - swept:.1f} s, total {time.perf_counter() - started:.1f} s"
+    )
 
 
 if __name__ == "__main__":

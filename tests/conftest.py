@@ -1,20 +1,38 @@
-"""Shared fixtures: one local Spark session, configs built from the committed params."""
+"""Shared fixtures and helpers: the project root, params built from the committed
+params.yaml, stage arguments as dvc.yaml gives them, one local Spark session, and small
+real models and packages built once per run."""
 
 from __future__ import annotations
 
 import copy
 import os
+import shlex
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ctrpipe import config
+from ctrpipe import config, paths
+from ctrpipe.data.settings import Data
+from tests.support import models
 
 ROOT = Path(__file__).resolve().parent.parent
+
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+def stage_args(stage: str) -> list[str]:
+    """A stage's arguments as dvc.yaml's `cmd:` gives them, with its ${paths.*} resolved:
+    tests run a stage on exactly the paths DVC passes it."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    cmd = dvc["stages"][stage]["cmd"]
+    for name, value in paths.declared().items():
+        cmd = cmd.replace(f"${{paths.{name}}}", value)
+    words = shlex.split(cmd)
+    assert words[:3] == ["python", "-m", f"stages.{stage}"], cmd
+    return words[3:]
 
 
 def deep_update(base: dict, changes: dict) -> dict:
@@ -37,11 +55,44 @@ def make_params(**changes) -> config.Params:
     return config.parse(params_dict(**changes))
 
 
+def make_data(**changes) -> Data:
+    """The committed data group with `changes`, checked."""
+    return make_params(data=changes).section("data", Data)
+
+
 @pytest.fixture(scope="session")
 def spark():
     from ctrpipe.spark import session
 
-    s = session(config.Spark(master="local[2]", driver_memory="1g", shuffle_partitions=2),
-                app="tests")
+    s = session(
+        config.Spark(master="local[2]", driver_memory="1g", shuffle_partitions=2), app="tests"
+    )
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """A small model on synthetic traffic: (schema, train, validation, model bytes)."""
+    return models.train_tiny()
+
+
+@pytest.fixture(scope="session")
+def packages(tmp_path_factory):
+    """Two real packages with different vocabularies, and a broken one; and the
+    validation rows: ({"a", "b", "broken"} -> folder, validation)."""
+    return models.build_packages(tmp_path_factory.mktemp("packages"))
+
+
+TIERS = ("unit", "integration", "slow")
+
+
+def pytest_collection_modifyitems(items):
+    """Each test has exactly one tier, so `-m unit` and friends partition the suite."""
+    for item in items:
+        found = {m.name for m in item.iter_markers() if m.name in TIERS}
+        if len(found) != 1:
+            raise pytest.UsageError(
+                f"{item.nodeid}: mark it with exactly one of {TIERS} "
+                f"(found {sorted(found) or 'none'})"
+            )

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from ctrpipe import config, model_config, params
+from ctrpipe import config, params
+from ctrpipe.data.settings import Column, Data, Table
 from ctrpipe.errors import ConfigError
+from ctrpipe.model import settings
 from tests.conftest import ROOT, params_dict
+
+pytestmark = pytest.mark.unit
 
 
 def test_committed_params_equal_the_composition_of_conf():
@@ -16,39 +21,53 @@ def test_committed_params_equal_the_composition_of_conf():
 def test_compose_applies_hydra_overrides(tmp_path):
     out = params.compose(tmp_path / "p.yaml", ["data.rows=1234", "spark=cluster"], root=ROOT)
     loaded = config.load(out)
-    assert loaded.data.rows == 1234
-    assert loaded.spark.master.startswith("spark://")
+    assert loaded.section("data", Data).rows == 1234
+    assert loaded.section("spark", config.Spark).master.startswith("spark://")
 
 
 def test_large_preset_only_changes_the_size(tmp_path):
     out = params.compose(tmp_path / "p.yaml", ["data=large"], root=ROOT)
-    large = config.load(out).data
-    default = config.parse(params_dict()).data
+    large = config.load(out).section("data", Data)
+    default = config.parse(params_dict()).section("data", Data)
     assert large.rows == 10_000_000
     assert large.model_copy(update={"rows": default.rows}) == default
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"rows": -5}, r"data.rows: Input should be greater than 0 \(got -5\)"),
-    ({"rows": "many"}, r"data.rows: Input should be a valid integer"),
-    ({"source": "ftp"}, r"data.source: Input should be 'synthetic' or 'files' \(got 'ftp'\)"),
-    ({"sample": {"negative_rate": 0}}, r"data.sample.negative_rate: .*greater than 0"),
-    ({"golden": {"start": "2026-01-15", "end": "2026-01-14"}}, r"data.golden: .*must be after"),
-    ({"time": "user_id"}, r"data.time: column 'user_id' must have type timestamp"),
-    ({"base": "orders"}, r"data.base: unknown table 'orders'"),
-    ({"features": {"numeric": ["nope"]}}, r"data.features.numeric: .* column 'nope'"),
-    ({"features": {"numeric": ["device"]}}, r"data.features.numeric: column 'device' has type string"),
-    ({"joins": [{"table": "slots", "key": "user_id"}]}, r"data.joins.0.key: table 'slots' declares no column 'user_id'"),
-    ({"history": {"keys": ["nope"]}}, r"data.history.keys: .*'nope'"),
-    ({"label": {"column": "device"}}, r"data.label: set exactly one of 'column'"),
-    ({"tables": {"clicks": {"columns": {"click_ts": {"type": "date"}}}}},
-     r"data.tables.clicks.columns.click_ts.type: Input should be"),
-    ({"quality": {"max_bad_fraction": 2}}, r"data.quality.max_bad_fraction: .*less than or equal to 1"),
-    ({"typo": 1}, r"data.typo: Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"rows": -5}, r"data.rows: Input should be greater than 0 \(got -5\)"),
+        ({"rows": "many"}, r"data.rows: Input should be a valid integer"),
+        ({"source": "ftp"}, r"data.source: Input should be 'synthetic' or 'files' \(got 'ftp'\)"),
+        ({"sample": {"negative_rate": 0}}, r"data.sample.negative_rate: .*greater than 0"),
+        ({"golden": {"start": "2026-01-15", "end": "2026-01-14"}}, r"data.golden: .*must be after"),
+        ({"time": "user_id"}, r"data.time: column 'user_id' must have type timestamp"),
+        ({"base": "orders"}, r"data.base: unknown table 'orders'"),
+        ({"features": {"numeric": ["nope"]}}, r"data.features.numeric: .* column 'nope'"),
+        (
+            {"features": {"numeric": ["device"]}},
+            r"data.features.numeric: column 'device' has type string",
+        ),
+        (
+            {"joins": [{"table": "slots", "key": "user_id"}]},
+            r"data.joins.0.key: table 'slots' declares no column 'user_id'",
+        ),
+        ({"history": {"keys": ["nope"]}}, r"data.history.keys: .*'nope'"),
+        ({"label": {"column": "device"}}, r"data.label: set exactly one of 'column'"),
+        (
+            {"tables": {"clicks": {"columns": {"click_ts": {"type": "date"}}}}},
+            r"data.tables.clicks.columns.click_ts.type: Input should be",
+        ),
+        (
+            {"quality": {"max_bad_fraction": 2}},
+            r"data.quality.max_bad_fraction: .*less than or equal to 1",
+        ),
+        ({"typo": 1}, r"data.typo: Extra inputs are not permitted"),
+    ],
+)
 def test_bad_values_name_the_key(changes, message):
     with pytest.raises(ConfigError, match=r"^params.yaml: " + message):
-        config.parse(params_dict(data=changes))
+        config.parse(params_dict(data=changes)).section("data", Data)
 
 
 def test_unreadable_or_invalid_params_file(tmp_path):
@@ -61,31 +80,46 @@ def test_unreadable_or_invalid_params_file(tmp_path):
 
 
 def test_unknown_file_extension_asks_for_a_format():
-    table = config.Table(path="x.txt", columns={"a": config.Column(type="string")})
+    table = Table(path="x.txt", columns={"a": Column(type="string")})
     with pytest.raises(ConfigError, match=r"'x.txt': cannot tell its format"):
         table.file_format
 
 
-@pytest.mark.parametrize("group, change, message", [
-    ("sweep", {"n_trials": 0}, r"sweep.n_trials: Input should be greater than 0 \(got 0\)"),
-    ("sweep", {"n_trials": -3}, r"sweep.n_trials: Input should be greater than 0"),
-    ("sweep", {"space": {"eta": {"type": "float", "low": 1, "high": 0.1}}},
-     r"sweep.space.eta: a float dimension needs low <= high"),
-    ("sweep", {"space": {"eta": {"type": "float", "low": 0, "high": 1, "log": True}}},
-     r"sweep.space.eta: a log-scaled dimension needs low > 0"),
-    ("sweep", {"space": {"booster": {"type": "categorical"}}},
-     r"sweep.space.booster: a categorical dimension needs a non-empty 'choices' list"),
-    ("sweep", {"space": {"eta": {"type": "normal"}}}, r"sweep.space.eta.type: Input should be"),
-    ("model", {"num_boost_round": 0}, r"model.num_boost_round: Input should be greater than 0"),
-    ("evaluate", {"calibration_bins": 1}, r"evaluate.calibration_bins: .*greater than or equal to 2"),
-])
+@pytest.mark.parametrize(
+    "group, change, message",
+    [
+        ("sweep", {"n_trials": 0}, r"sweep.n_trials: Input should be greater than 0 \(got 0\)"),
+        ("sweep", {"n_trials": -3}, r"sweep.n_trials: Input should be greater than 0"),
+        (
+            "sweep",
+            {"space": {"eta": {"type": "float", "low": 1, "high": 0.1}}},
+            r"sweep.space.eta: a float dimension needs low <= high",
+        ),
+        (
+            "sweep",
+            {"space": {"eta": {"type": "float", "low": 0, "high": 1, "log": True}}},
+            r"sweep.space.eta: a log-scaled dimension needs low > 0",
+        ),
+        (
+            "sweep",
+            {"space": {"booster": {"type": "categorical"}}},
+            r"sweep.space.booster: a categorical dimension needs a non-empty 'choices' list",
+        ),
+        ("sweep", {"space": {"eta": {"type": "normal"}}}, r"sweep.space.eta.type: Input should be"),
+        ("model", {"num_boost_round": 0}, r"model.num_boost_round: Input should be greater than 0"),
+        (
+            "evaluate",
+            {"calibration_bins": 1},
+            r"evaluate.calibration_bins: .*greater than or equal to 2",
+        ),
+    ],
+)
 def test_model_groups_name_the_bad_key(group, change, message):
     raw = params_dict()
     raw[group] = {**raw[group], **change}
     if group == "sweep" and "space" in change:
         raw[group]["space"] = change["space"]
-    schemas = {"sweep": model_config.Sweep, "model": model_config.Model,
-               "evaluate": model_config.Evaluate}
+    schemas = {"sweep": settings.Sweep, "model": settings.Model, "evaluate": settings.Evaluate}
     with pytest.raises(ConfigError, match=r"^params.yaml: " + message):
         config.parse(raw).section(group, schemas[group])
 
@@ -94,4 +128,14 @@ def test_empty_search_space_is_refused():
     raw = params_dict()
     raw["sweep"]["space"] = {}
     with pytest.raises(ConfigError, match=r"sweep.space: Dictionary should have at least 1 item"):
-        config.parse(raw).section("sweep", model_config.Sweep)
+        config.parse(raw).section("sweep", settings.Sweep)
+
+
+def test_a_group_error_names_the_params_file_it_came_from(tmp_path):
+    """A stage run with --params other.yaml names other.yaml, not params.yaml."""
+    raw = params_dict()
+    raw["sweep"]["n_trials"] = 0
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=rf"^{path}: sweep.n_trials: "):
+        config.load(path).section("sweep", settings.Sweep)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
+
+import pytest
 
 from ctrpipe import spark
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.integration
 
 
 def test_an_archive_whose_size_is_not_its_own_is_never_used(tmp_path, monkeypatch):
@@ -31,15 +33,41 @@ def test_the_key_follows_the_java_and_pyspark():
     assert spark.archive_key(path, text) != spark.archive_key(path, text + " other build")
 
 
+def test_another_environment_gets_an_archive_of_its_own(tmp_path):
+    """The JVM refuses an archive dumped with another class path (jar paths and times):
+    a second clone or CI workspace must not share the first one's key."""
+    path, text = spark.java()
+    for env in ("one", "two"):
+        (tmp_path / env).mkdir()
+        (tmp_path / env / "spark-core.jar").write_bytes(b"same bytes")
+    one, two = (spark.archive_key(path, text, tmp_path / env) for env in ("one", "two"))
+    assert one != two
+    jar = tmp_path / "one" / "spark-core.jar"
+    os.utime(jar, ns=(jar.stat().st_atime_ns, jar.stat().st_mtime_ns + 10**9))
+    assert spark.archive_key(path, text, tmp_path / "one") != one
+
+
 def test_a_session_starts_with_a_built_archive_and_runs_a_job(tmp_path):
     env = {**os.environ, "CTRPIPE_CACHE": str(tmp_path)}
-    built = subprocess.run([sys.executable, "-m", "ctrpipe.spark"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=600)
+    built = subprocess.run(
+        [sys.executable, "-m", "ctrpipe.spark"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert built.returncode == 0, built.stderr[-2000:]
     (archive,) = (tmp_path / "spark").glob("classes-*.jsa")
     assert "wrote Spark's class archive" in built.stdout
-    again = subprocess.run([sys.executable, "-m", "ctrpipe.spark"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        [sys.executable, "-m", "ctrpipe.spark"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0 and again.stdout == ""  # nothing to do the second time
     script = (
         "from ctrpipe import config, spark\n"
@@ -48,9 +76,16 @@ def test_a_session_starts_with_a_built_archive_and_runs_a_job(tmp_path):
         "bean = s._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()\n"
         "print(list(bean.getInputArguments()))\n"
         "print(s.range(100).selectExpr('sum(id)').collect()[0][0])\n"
-        "s.stop()\n")
-    used = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+        "s.stop()\n"
+    )
+    used = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert used.returncode == 0, used.stderr[-2000:]
     arguments, total = used.stdout.strip().splitlines()[-2:]
     assert f"-XX:SharedArchiveFile={archive}" in arguments

@@ -1,0 +1,236 @@
+"""The generate stage's library: raw tables in, feature rows and quarantine out."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ctrpipe import fileio
+from ctrpipe.data import features, raw, split
+from ctrpipe.data.settings import Column, Data, Table
+from ctrpipe.errors import DataError
+
+ROW_ID = "row_id"
+
+
+@dataclass
+class Dataset:
+    rows: DataFrame  # feature rows tagged with split.SPLIT
+    quarantine: dict[str, DataFrame]  # bad records per table, raw text and reason
+    key: str
+    stats: dict = field(default_factory=dict)
+
+
+def build(spark: SparkSession, data: Data, raw_dir: Path) -> Dataset:
+    tables = with_row_id(data)
+    raws = {n: raw.read(spark, raw_dir / t.path, t) for n, t in data.tables.items()}
+    if data.tables[data.base].key is None:
+        # No id in the data: a hash of the whole record stands in, so exact copies collapse.
+        base_raw = raws[data.base]
+        raws[data.base] = base_raw.withColumn(
+            ROW_ID, F.xxhash64(*data.tables[data.base].columns).cast("string")
+        )
+    checked = {n: raw.check(raws[n], t) for n, t in tables.items()}
+    checked = check_relations(checked, tables, data)
+    checked = {n: c.persist(StorageLevel.MEMORY_AND_DISK) for n, c in checked.items()}
+    stats = {"tables": reason_counts(checked, tables, raw_dir)}
+    enforce_quality(stats["tables"], tables, data, raw_dir)
+
+    key = tables[data.base].key
+    good = {n: raw.good(checked[n], t) for n, t in tables.items()}
+    rows = good[data.base].select(*features.base_columns(data, key))
+    events = good[data.label.table] if data.label.table else None
+    rows = features.add_label(rows, events, data)
+    rows = features.add_time_features(rows, data)
+    # History shuffles the rows once per key: do it while they are narrow, before the
+    # dimension tables widen them, unless a key comes from a dimension table.
+    early = set(data.history.keys) <= set(rows.columns)
+    if early:
+        rows = features.add_history(rows, data)
+    rows = features.join_dimensions(rows, good, data)
+    if not early:
+        rows = features.add_history(rows, data)
+    rows = features.select_features(rows, data, key)
+    rows = split.assign(rows, data, key)
+    quarantine = {n: raw.bad(checked[n], t) for n, t in tables.items()}
+    return Dataset(rows=rows, quarantine=quarantine, key=key, stats=stats)
+
+
+def with_row_id(data: Data) -> dict[str, Table]:
+    tables = dict(data.tables)
+    base = tables[data.base]
+    if base.key is None:
+        columns = {**base.columns, ROW_ID: Column(type="string", nullable=False)}
+        tables[data.base] = base.model_copy(update={"key": ROW_ID, "columns": columns})
+    return tables
+
+
+def check_relations(
+    checked: dict[str, DataFrame], tables: dict[str, Table], data: Data
+) -> dict[str, DataFrame]:
+    """Base records with no match in a required join; events matching no base record."""
+    checked = dict(checked)
+    for join in data.joins:
+        if join.required:
+            keys = raw.good(checked[join.table], tables[join.table]).select(join.key)
+            checked[data.base] = _mark_unmatched(
+                checked[data.base], keys, join.key, f"unmatched:{join.table}"
+            )
+    if data.label.table is not None:
+        base_good = raw.good(checked[data.base], tables[data.base])
+        keys = base_good.select(data.label.key).distinct()
+        checked[data.label.table] = _mark_unmatched(
+            checked[data.label.table], keys, data.label.key, f"orphan:{data.base}"
+        )
+    return checked
+
+
+def _mark_unmatched(checked: DataFrame, keys: DataFrame, on: str, reason: str) -> DataFrame:
+    keys = keys.where(F.col(on).isNotNull()).withColumn("_match", F.lit(True))
+    joined = checked.join(keys, on, "left")
+    unmatched = F.when(F.col(raw.REASON).isNull() & F.col("_match").isNull(), F.lit(reason))
+    out = joined.withColumn(raw.REASON, F.coalesce(F.col(raw.REASON), unmatched))
+    return out.select(*checked.columns)
+
+
+def reason_counts(
+    checked: dict[str, DataFrame], tables: dict[str, Table], raw_dir: Path
+) -> dict[str, dict]:
+    """Per table: records, bad records by reason; a JSON column no record has is missing.
+
+    All tables are counted in one query: a query of its own per table costs more in
+    planning and job start-up than counting the small tables does.
+    """
+    # Only JSON lines name their fields per record; CSV and Parquet columns were checked
+    # against the file's header or footer, so counting their values would be wasted work.
+    present = [(n, c) for n, t in tables.items() if t.file_format == "json" for c in t.columns]
+    parts = [
+        checked[n].select(
+            F.lit(n).alias("_table"),
+            F.col(raw.REASON),
+            *[
+                F.col(c).isNotNull().cast("long").alias(f"_has{i}")
+                for i, (owner, c) in enumerate(present)
+                if owner == n
+            ],
+        )
+        for n in tables
+    ]
+    union = functools.reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+    found = (
+        union.groupBy("_table", raw.REASON)
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            *[F.sum(f"_has{i}").alias(f"_has{i}") for i in range(len(present))],
+        )
+        .collect()
+    )
+    counts = {}
+    for name, table in tables.items():
+        rows = [r for r in found if r["_table"] == name]
+        path = raw_dir / table.path
+        records = sum(r["n"] for r in rows)
+        if records == 0:
+            raise DataError(f"{path}: no records (only a header or nothing), expected data")
+        for i, (owner, c) in enumerate(present):
+            if owner == name and not sum(r[f"_has{i}"] or 0 for r in rows):
+                raise DataError(f"{path}: column '{c}' missing (no record has it)")
+        reasons = {r[raw.REASON]: r["n"] for r in rows if r[raw.REASON] is not None}
+        counts[name] = {
+            "records": records,
+            "bad": sum(reasons.values()),
+            "reasons": dict(sorted(reasons.items())),
+        }
+    return counts
+
+
+def enforce_quality(counts: dict, tables: dict[str, Table], data: Data, raw_dir: Path) -> None:
+    limit = data.quality.max_bad_fraction
+    for name, c in counts.items():
+        c["bad_fraction"] = round(c["bad"] / c["records"], 6)
+        if c["bad_fraction"] > limit:
+            top, n = max(c["reasons"].items(), key=lambda kv: (kv[1], kv[0]))
+            raise DataError(
+                f"{raw_dir / tables[name].path}: {c['bad_fraction']:.2%} of {c['records']:,} "
+                f"records are bad, over data.quality.max_bad_fraction={limit}; "
+                f"top reason: {top} ({n:,} records)"
+            )
+
+
+def write_splits(built: Dataset, data: Data, outs: dict[str, Path]) -> dict:
+    """Write train / validation / golden to `outs[name]`, each one file sorted by time and
+    key; check them before they land.
+
+    Spark writes each split's rows in whatever order its tasks hold them; pyarrow then
+    sorts each split in memory and writes it as one file, a thread per split. Sorting in
+    Spark would cost one more shuffle and leave the largest split to a single task. The
+    key is unique, so the order is total.
+    """
+    # Staged in the nearest folder that exists: nothing is created before the checks pass.
+    scratch = next(p for p in Path(outs["train"]).resolve().parents if p.is_dir())
+    with tempfile.TemporaryDirectory(prefix=".splits.", dir=scratch) as tmp:
+        staged = Path(tmp) / "splits"
+        built.rows.write.partitionBy(split.SPLIT).options(**fileio.STAGED_PARQUET).parquet(
+            str(staged)
+        )
+        parts = {
+            name: sorted((staged / f"{split.SPLIT}={name}").glob("part-*.parquet"))
+            for name in split.SPLITS
+        }  # a split with no rows has no folder
+        counts = split_counts(parts)
+        check_splits(counts, data)
+
+        def land(name: str) -> None:
+            with fileio.atomic_path(outs[name]) as dst:
+                fileio.write_sorted_parquet(parts[name], dst, by=[data.time, built.key])
+
+        with ThreadPoolExecutor(len(parts)) as pool:  # pyarrow works without the GIL
+            list(pool.map(land, parts))
+    return counts
+
+
+def write_quarantine(built: Dataset, folder: Path) -> None:
+    """Each table's bad records, as they came in and with their reason, to table.parquet."""
+    for name, bad in built.quarantine.items():
+        fileio.write_parquet(bad, folder / f"{name}.parquet")
+
+
+def split_counts(parts: dict[str, list[Path]]) -> dict:
+    """Rows and positives per split, from the label column of its files."""
+    counts = {}
+    for name, files in parts.items():
+        labels = [pq.read_table(f, columns=[features.LABEL])[features.LABEL] for f in files]
+        rows = sum(len(column) for column in labels)
+        positives = sum(pc.sum(column).as_py() or 0 for column in labels)
+        counts[name] = {
+            "rows": rows,
+            "positives": positives,
+            "positive_rate": round(positives / rows, 6) if rows else 0.0,
+        }
+    return counts
+
+
+def check_splits(counts: dict, data: Data) -> None:
+    where = {
+        "train": f"before data.split.validation_start={data.split.validation_start}",
+        "validation": f"from data.split.validation_start={data.split.validation_start}",
+        "golden": f"in data.golden [{data.golden.start}, {data.golden.end})",
+    }
+    for name, c in counts.items():
+        if c["rows"] == 0:
+            raise DataError(f"{name} split is empty: no rows {where[name]}")
+        if c["positives"] in (0, c["rows"]):
+            only = 1 if c["positives"] else 0
+            raise DataError(
+                f"label: only one class ({only}) in the {name} split "
+                f"({c['rows']:,} rows); a classifier needs both 0 and 1"
+            )

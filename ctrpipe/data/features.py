@@ -1,0 +1,126 @@
+"""From validated tables to one feature row per base record.
+
+Joins the dimension tables, derives the label, adds time-of-day features and historical
+aggregates per key. A historical aggregate of a row only sees records older than the row
+by at least `history.lag_seconds`: their labels were final by then, so nothing from the
+row's future leaks into it.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from ctrpipe.data.settings import Data
+
+LABEL = "label"
+WEIGHT = "weight"
+TIME_FEATURES = {"hour": F.hour, "day_of_week": F.dayofweek}
+
+
+def base_columns(data: Data, key: str) -> list[str]:
+    """The base table's columns that any later step reads; the rest are dropped early."""
+    declared = data.tables[data.base].columns
+    used = [
+        key,
+        data.time,
+        data.label.key or data.label.column,
+        *data.history.keys,
+        *(j.key for j in data.joins),
+        *data.features.categorical,
+        *data.features.numeric,
+    ]
+    return [c for c in dict.fromkeys(used) if c in declared or c == key]
+
+
+def join_dimensions(rows: DataFrame, dims: dict[str, DataFrame], data: Data) -> DataFrame:
+    for join in data.joins:
+        dim = dims[join.table]
+        keep = [c for c in dim.columns if c == join.key or c not in rows.columns]
+        rows = rows.join(F.broadcast(dim.select(*keep)), join.key, "left")
+    return rows
+
+
+def add_label(rows: DataFrame, events: DataFrame | None, data: Data) -> DataFrame:
+    label = data.label
+    if label.table is None:
+        return rows.withColumn(LABEL, _label_from_column(data))
+    # An event counts when it arrives within the window after the base record. Events
+    # are few next to base records (clicks next to impressions): grouped by key and
+    # broadcast, they label the rows without shuffling them.
+    times = events.groupBy(label.key).agg(F.collect_list(label.time).alias("_event_times"))
+    start = F.col(data.time)
+    end = start + F.make_interval(secs=F.lit(label.window_seconds))
+    hit = F.exists(F.col("_event_times"), lambda t: (t >= start) & (t <= end))
+    rows = rows.join(F.broadcast(times), label.key, "left")
+    return rows.withColumn(LABEL, F.coalesce(hit, F.lit(False)).cast("int")).drop("_event_times")
+
+
+def _label_from_column(data: Data):
+    label = data.label
+    col = F.col(label.column)
+    if label.threshold is not None:
+        return F.when(col.try_cast("double") > label.threshold, 1).otherwise(0)
+    positive = F.lower(col.cast("string")).isin([str(v).lower() for v in label.positive])
+    numbers = [
+        float(v) for v in label.positive if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    if numbers:  # 1 matches 1.0 in a double column
+        positive = positive | col.try_cast("double").isin(numbers)
+    return F.when(positive, 1).otherwise(0)
+
+
+def add_time_features(rows: DataFrame, data: Data) -> DataFrame:
+    for name in data.features.time:
+        rows = rows.withColumn(name, TIME_FEATURES[name](F.col(data.time)).cast("double"))
+    return rows
+
+
+def history_columns(data: Data) -> list[str]:
+    return [f"hist_{key}_{kind}" for key in data.history.keys for kind in ("n", "ctr", "recent")]
+
+
+def add_history(rows: DataFrame, data: Data) -> DataFrame:
+    """Per key: labelled records seen, their smoothed click rate, and recent volume."""
+    h = data.history
+    rows = rows.withColumn("_t", F.col(data.time).cast("long"))
+    for key in h.keys:
+        ordered = Window.partitionBy(key).orderBy("_t")
+
+        def before(seconds: int):
+            return ordered.rangeBetween(Window.unboundedPreceding, -seconds)
+
+        known = before(max(h.lag_seconds, 1))
+        seen = F.count(F.lit(1)).over(known)
+        clicks = F.coalesce(F.sum(LABEL).over(known), F.lit(0))
+        # Recent volume as a difference of two running counts: Spark recomputes a
+        # sliding frame's aggregate on every row, a running one incrementally.
+        recent = F.count(F.lit(1)).over(before(1)) - F.count(F.lit(1)).over(
+            before(h.recent_seconds + 1)
+        )
+        has_key = F.col(key).isNotNull()
+        rows = (
+            rows.withColumn(f"hist_{key}_n", F.when(has_key, seen.cast("double")))
+            .withColumn(
+                f"hist_{key}_ctr",
+                F.when(has_key, (clicks + h.prior_alpha) / (seen + h.prior_alpha + h.prior_beta)),
+            )
+            .withColumn(f"hist_{key}_recent", F.when(has_key, recent.cast("double")))
+        )
+    return rows.drop("_t")
+
+
+def feature_names(data: Data) -> dict[str, list[str]]:
+    numeric = list(data.features.numeric) + list(data.features.time) + history_columns(data)
+    return {"categorical": list(data.features.categorical), "numeric": numeric}
+
+
+def select_features(rows: DataFrame, data: Data, key: str) -> DataFrame:
+    names = feature_names(data)
+    return rows.select(
+        F.col(key).cast("string").alias(key),
+        F.col(data.time),
+        F.col(LABEL).cast("int"),
+        *[F.col(c).cast("string") for c in names["categorical"]],
+        *[F.col(c).cast("double") for c in names["numeric"]],
+    )

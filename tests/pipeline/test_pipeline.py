@@ -1,0 +1,154 @@
+"""`dvc repro` end to end, in a temp git repository holding a copy of the project.
+
+The tests share one repository and run in file order; each `dvc exp run` composes its
+params from conf/ plus its own override, relative to the state the previous test left.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from ctrpipe import paths
+from ctrpipe.model import package
+from tests.support.project import copy_project, run, stage_runs
+
+pytestmark = pytest.mark.slow
+
+
+def lock_hashes(repo: Path) -> dict[str, str]:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {
+        out["path"]: out["md5"]
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+    }
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = copy_project(tmp_path_factory.mktemp("project"))
+    # The tiny preset keeps the whole run under a minute.
+    config = repo / "conf" / "config.yaml"
+    config.write_text(config.read_text().replace("data: synthetic", "data: tiny"))
+    spark = repo / "conf" / "spark" / "local.yaml"
+    spark.write_text(spark.read_text().replace("driver_memory: 4g", "driver_memory: 1g"))
+    run(["git", "init", "-q"], repo)
+    run([sys.executable, "-m", "ctrpipe.params"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], repo)
+    return repo
+
+
+STAGES = ["ingest", "generate", "train", "evaluate", "package", "production", "gate"]
+MODEL_STAGES = ["train", "evaluate", "package", "gate"]
+ALWAYS = "production"  # reads git tags, which DVC cannot see: it runs on every repro
+
+
+def reran(output: str) -> list[str]:
+    """The stages that ran because something they depend on changed."""
+    return [s for s in stage_runs(output) if s != ALWAYS]
+
+
+def test_repro_builds_every_output(repo):
+    out = run(["dvc", "repro"], repo)
+    assert sorted(stage_runs(out)) == sorted(STAGES)
+    for split in ("train", "validation", "golden"):
+        table = pq.read_table(
+            repo
+            / {"train": paths.TRAIN, "validation": paths.VALIDATION, "golden": paths.GOLDEN}[split]
+        )
+        assert table.num_rows > 500
+        assert set(table.column("label").to_pylist()) == {0, 1}
+    assert (repo / paths.QUARANTINE / "impressions.parquet").is_file()
+    assert (
+        yaml.safe_load((repo / paths.DATA_METRICS).read_text())["tables"]["impressions"]["bad"] > 0
+    )
+
+    # The model beats a constant predictor (the validation base rate) on validation.
+    labels = np.array(pq.read_table(repo / paths.VALIDATION).column("label"))
+    rate = labels.mean()
+    constant = -np.mean(labels * np.log(rate) + (1 - labels) * np.log(1 - rate))
+    metrics = json.loads((repo / paths.EVALUATE_METRICS).read_text())
+    assert metrics["validation"]["logloss"] < constant
+    assert metrics["validation"]["roc_auc"] > 0.6
+    assert set(metrics["golden"]["slices"]["device"]) >= {"mobile"}
+    trials = (repo / "reports/train/trials.csv").read_text().splitlines()
+    assert len(trials) == 1 + 12  # header and one row per trial of the default sweep
+    for plot in ("roc/golden.json", "calibration/validation.json", "feature_importance.json"):
+        assert (repo / paths.EVALUATE_PLOTS / plot).is_file()
+    loaded = package.load(repo / paths.PACKAGE)  # checks the manifest
+    assert loaded.schema.names == json.loads((repo / "models/schema.json").read_text())[
+        "numeric"
+    ] + list(json.loads((repo / "models/schema.json").read_text())["categorical"])
+
+    again = run(["dvc", "repro"], repo)
+    assert stage_runs(again) == [ALWAYS]
+    assert json.loads(run(["dvc", "status", "--json"], repo)) == {ALWAYS: ["always changed"]}
+
+
+def test_changed_train_param_reruns_only_the_model_stages(repo):
+    before = lock_hashes(repo)
+    out = run(["dvc", "exp", "run", "-S", "model.params.max_bin=64"], repo)
+    assert reran(out) == MODEL_STAGES
+    after = lock_hashes(repo)
+    assert after["models/model.ubj"] != before["models/model.ubj"]
+    for data in (paths.RAW, paths.TRAIN, paths.GOLDEN):
+        assert after[data] == before[data]
+
+
+def test_changed_generate_param_reruns_generate_and_what_follows(repo):
+    before = lock_hashes(repo)
+    out = run(["dvc", "exp", "run", "-S", "data.sample.negative_rate=0.5"], repo)
+    assert reran(out) == ["generate", *MODEL_STAGES]
+    assert (
+        yaml.safe_load((repo / "params.yaml").read_text())["data"]["sample"]["negative_rate"] == 0.5
+    )
+    after = lock_hashes(repo)
+    assert after["data/raw"] == before["data/raw"]
+    assert after[paths.TRAIN] != before[paths.TRAIN]
+    # The golden set depends on its own window, never on sampling.
+    assert after[paths.GOLDEN] == before[paths.GOLDEN]
+    assert after[paths.VALIDATION] == before[paths.VALIDATION]
+
+
+def test_forced_rerun_reproduces_the_lock(repo):
+    before = (repo / "dvc.lock").read_text()
+    out = run(["dvc", "repro", "--force"], repo)
+    assert sorted(stage_runs(out)) == sorted(STAGES)
+    assert (repo / "dvc.lock").read_text() == before
+
+
+def test_hydra_sweep_across_runs_through_the_queue(repo):
+    """The recipe in docs/configuration.md: multi-value -S queues one experiment per value."""
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], repo)
+    run(["dvc", "exp", "run", "-S", "model.params.max_bin=32,64", "--queue"], repo)
+    try:
+        run(["dvc", "queue", "start", "-j", "1"], repo)
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            status = run(["dvc", "queue", "status"], repo)
+            if not any(word in status for word in ("Queued", "Running")):
+                break
+            time.sleep(3)
+    finally:
+        run(["dvc", "queue", "stop"], repo)
+    assert "Failed" not in status, status
+    table = run(["dvc", "exp", "show", "--csv"], repo)
+    rows = list(csv.DictReader(io.StringIO(table)))
+    done = {
+        r["model.params.max_bin"]: float(r["validation.roc_auc"])
+        for r in rows
+        if r["State"] == "Success"
+    }
+    assert set(done) == {"32", "64"} and min(done.values()) > 0.6, done

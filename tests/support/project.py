@@ -1,0 +1,63 @@
+"""A copy of the project in a temp folder, and running its commands there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ctrpipe import paths
+from tests.conftest import ROOT
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run a command that must succeed; its stdout and stderr."""
+    proc = attempt(cmd, cwd, env)
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
+    return proc.stdout + proc.stderr
+
+
+def attempt(cmd: list[str], cwd: Path, env: dict[str, str] | None = None):
+    """Run a command with the test interpreter's tools first on PATH; the finished process."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        **(env or {}),
+    }
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def copy_project(dest: Path) -> Path:
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for name in files:
+        if (
+            name.startswith("data/") or name == paths.DATA_METRICS
+        ) and name != "data/external/README.md":
+            continue
+        if name == "dvc.lock" or not (ROOT / name).is_file():
+            continue
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+def stage_runs(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def folder_files(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }

@@ -1,0 +1,96 @@
+"""What each stage of dvc.yaml runs: its module and every project module it imports,
+transitively, as files; and how dvc.yaml's deps differ from that.
+
+`python -m tests.support.stagedeps` prints each stage's code deps as dvc.yaml should
+list them, then what is missing or stale, and exits 1 when anything is.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import shlex
+from pathlib import Path
+
+import grimp
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CODE = ("ctrpipe", "stages")
+
+
+@functools.cache
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph(*CODE)
+
+
+def stages() -> dict[str, dict]:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def module_of(stage: dict) -> str:
+    words = shlex.split(stage["cmd"])
+    assert words[:2] == ["python", "-m"], stage["cmd"]
+    return words[2]
+
+
+def file_of(module: str) -> Path:
+    path = ROOT / module.replace(".", "/")
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def runs_code(path: Path) -> bool:
+    """False for a package's __init__.py that holds nothing but a docstring."""
+    body = ast.parse(path.read_text()).body
+    return any(
+        not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body
+    )
+
+
+def runs(module: str) -> set[str]:
+    """The files Python runs for `python -m module`: it, every project module it imports
+    (inside functions too), and the packages that hold them."""
+    modules = {module} | graph().find_upstream_modules(module)
+    for name in list(modules):
+        parts = name.split(".")
+        modules |= {".".join(parts[:i]) for i in range(1, len(parts))}
+    files = {file_of(m) for m in modules}
+    return {str(f.relative_to(ROOT)) for f in files if f.name != "__init__.py" or runs_code(f)}
+
+
+def declared(stage: dict) -> list[str]:
+    """The stage's deps that are code (under ctrpipe/ or stages/)."""
+    return [d for d in stage.get("deps", []) if d.split("/")[0] in CODE]
+
+
+def covered(entry: str) -> set[str]:
+    """The Python files a dep entry stands for: the file, or every file in the folder."""
+    path = ROOT / entry
+    if path.is_dir():
+        return {str(p.relative_to(ROOT)) for p in path.rglob("*.py")}
+    return {entry}
+
+
+def problems() -> dict[str, dict[str, list[str]]]:
+    """Per stage: files it runs that no dep covers, and deps that cover nothing it runs."""
+    out = {}
+    for name, stage in stages().items():
+        runs_ = runs(module_of(stage))
+        declared_ = declared(stage)
+        covers = set().union(*(covered(d) for d in declared_))
+        out[name] = {
+            "missing": sorted(runs_ - covers),
+            "stale": [d for d in declared_ if not covered(d) & runs_],
+        }
+    return out
+
+
+if __name__ == "__main__":
+    for name, stage in stages().items():
+        print(f"{name}:")
+        for path in sorted(runs(module_of(stage)), key=lambda p: (p.split("/")[0], p)):
+            print(f"      - {path}")
+    found = {name: p for name, p in problems().items() if p["missing"] or p["stale"]}
+    print(json.dumps(found))
+    raise SystemExit(1 if found else 0)
