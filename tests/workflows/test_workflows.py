@@ -131,3 +131,10 @@ def test_make_targets_call_cli_commands_that_exist():
     assert {"pull", "report", "publish", "rollback"} <= set(called)
     assert set(called) <= set(subparsers.choices)
 
+
+def test_main_publishes_only_after_the_whole_suite_and_pull_requests_run_the_unit_tier():
+    main = load(ROOT / ".github/workflows/main.yml")["jobs"]
+    assert main["publish"]["needs"] == "tests"
+    assert ["make", "test"] in commands(main["tests"]["steps"][-1]["run"])
+    pull = load(ROOT / ".github/workflows/pull-request.yml")["jobs"]
+    assert ["make", "lint", "test-fast"] in commands(pull["tests"]["steps"][-1]["run"])
