@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock scripts/check-prereqs.sh
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	@touch $@
 
-# Re-compose params.yaml from conf/ (what `dvc exp run` does); OVERRIDES='data.rows=1000'.
+# Re-compose params.yaml from conf/ (what `dvc exp run` does); OVERRIDES='data.source.synthetic.rows=1000'.
 params: setup
 	$(BIN)/python -m ctrpipe.params $(OVERRIDES)
 

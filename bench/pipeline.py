@@ -54,7 +54,7 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
 def bench_size(rows: int, tmp: Path) -> dict:
     work = tmp / f"rows{rows}"
     work.mkdir()
-    p = params.compose(work / "params.yaml", [f"data.rows={rows}"], root=ROOT)
+    p = params.compose(work / "params.yaml", [f"data.source.synthetic.rows={rows}"], root=ROOT)
     py = sys.executable
     ingest = run_measured(
         [py, "-m", "stages.ingest", "--params", str(p), "--out", str(work / "raw")]

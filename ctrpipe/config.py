@@ -30,6 +30,8 @@ class Spark(Strict):
     master: str
     driver_memory: str
     shuffle_partitions: int = Field(gt=0)
+    # A dimension table of at most this many rows is broadcast to its join.
+    broadcast_max_rows: int = Field(ge=0)
     conf: dict[str, str | int | float | bool] = {}
 
 

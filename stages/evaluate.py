@@ -11,7 +11,7 @@ import time
 from ctrpipe import config
 from ctrpipe.errors import exits_cleanly
 from ctrpipe.model import evaluation
-from ctrpipe.model.settings import Evaluate
+from ctrpipe.model.settings import Evaluate, SliceColumns
 
 SPLITS = ("validation", "golden")
 
@@ -26,16 +26,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    settings = config.load(args.params).section("evaluate", Evaluate)
+    params = config.load(args.params)
+    settings = params.section("evaluate", Evaluate)
+    slices = params.section("data", SliceColumns).slices  # named once, in the data group
     model = evaluation.load_model(args.model, args.schema)
     # Read and check every split before scoring any: a bad one fails fast, writes nothing.
     paths = {name: getattr(args, name) for name in SPLITS}
     tables = {
-        name: evaluation.read_split(path, model.schema, settings.slices)
-        for name, path in paths.items()
+        name: evaluation.read_split(path, model.schema, slices) for name, path in paths.items()
     }
     results = {
-        name: evaluation.evaluate(model, table, settings, source=str(paths[name]))
+        name: evaluation.evaluate(model, table, settings, slices, source=str(paths[name]))
         for name, table in tables.items()
     }
     evaluation.write_reports(args.out, results, evaluation.importance(model))

@@ -11,7 +11,7 @@ import time
 from ctrpipe import config
 from ctrpipe.errors import exits_cleanly
 from ctrpipe.model import evaluation
-from ctrpipe.model.settings import Evaluate
+from ctrpipe.model.settings import Evaluate, SliceColumns
 from ctrpipe.release import gate
 from ctrpipe.release.settings import Gate
 
@@ -36,14 +36,15 @@ def main(argv=None):
     params = config.load(args.params)
     settings = params.section("gate", Gate)
     evaluate = params.section("evaluate", Evaluate)
+    slices = params.section("data", SliceColumns).slices
     # Open and read everything before scoring: a bad input fails fast and writes nothing.
     candidate = gate.open_candidate(args.candidate)
     production = gate.open_production(args.production)
     models = [candidate] + ([production.package] if production.package else [])
-    golden = gate.read_golden(args.golden, models, evaluate.slices)
+    golden = gate.read_golden(args.golden, models, slices)
     validation = evaluation.read_split(args.validation, candidate.schema, [])
     report = gate.run(
-        candidate, production, golden, validation, settings, evaluate, source=args.golden
+        candidate, production, golden, validation, settings, evaluate, slices, source=args.golden
     )
     gate.write(args.report, args.summary, report)
     print(f"gate: {gate.headline(report)} in {time.perf_counter() - started:.1f} s")

@@ -28,11 +28,12 @@ def main(argv=None):
     params = config.load(args.params)
     data = params.section("data", Data)
     for table in data.tables.values():  # fail fast, before Spark starts
-        raw.inspect_file(Path(args.raw) / table.path, table)
-    session = spark.session(params.section("spark", config.Spark), app="generate")
+        raw.inspect(Path(args.raw), table)
+    settings = params.section("spark", config.Spark)
+    session = spark.session(settings, app="generate")
     try:
         # Every check runs before an output lands: a failure leaves no new output.
-        built = dataset.build(session, data, Path(args.raw))
+        built = dataset.build(session, data, Path(args.raw), settings.broadcast_max_rows)
         with fileio.atomic_path(args.quarantine) as quarantine, ThreadPoolExecutor(1) as pool:
             quarantine.mkdir()
             # The quarantine's small Spark jobs run on the cores the splits' job leaves

@@ -26,7 +26,8 @@ def main(argv=None):
         tmp.mkdir()
         counts = sources.write(data, tmp)
     summary = ", ".join(f"{name} {n:,}" for name, n in counts.items())
-    print(f"ingest ({data.source}): {summary} records in {time.perf_counter() - started:.1f} s")
+    elapsed = time.perf_counter() - started
+    print(f"ingest ({data.source.name}): {summary} records in {elapsed:.1f} s")
 
 
 if __name__ == "__main__":

@@ -65,7 +65,10 @@ def spark():
     from ctrpipe.spark import session
 
     s = session(
-        config.Spark(master="local[2]", driver_memory="1g", shuffle_partitions=2), app="tests"
+        config.Spark(
+            master="local[2]", driver_memory="1g", shuffle_partitions=2, broadcast_max_rows=10**6
+        ),
+        app="tests",
     )
     yield s
     s.stop()

@@ -19,9 +19,9 @@ def test_committed_params_equal_the_composition_of_conf():
 
 
 def test_compose_applies_hydra_overrides(tmp_path):
-    out = params.compose(tmp_path / "p.yaml", ["data.rows=1234", "spark=cluster"], root=ROOT)
-    loaded = config.load(out)
-    assert loaded.section("data", Data).rows == 1234
+    overrides = ["data.source.synthetic.rows=1234", "spark=cluster"]
+    loaded = config.load(params.compose(tmp_path / "p.yaml", overrides, root=ROOT))
+    assert loaded.section("data", Data).source.synthetic.rows == 1234
     assert loaded.section("spark", config.Spark).master.startswith("spark://")
 
 
@@ -29,19 +29,34 @@ def test_large_preset_only_changes_the_size(tmp_path):
     out = params.compose(tmp_path / "p.yaml", ["data=large"], root=ROOT)
     large = config.load(out).section("data", Data)
     default = config.parse(params_dict()).section("data", Data)
-    assert large.rows == 10_000_000
-    assert large.model_copy(update={"rows": default.rows}) == default
+    assert large.source.synthetic.rows == 10_000_000
+    assert large.model_copy(update={"source": default.source}) == default
+
+
+def synthetic(**changes) -> dict:
+    return {"source": {"synthetic": changes}}
 
 
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"rows": -5}, r"data.rows: Input should be greater than 0 \(got -5\)"),
-        ({"rows": "many"}, r"data.rows: Input should be a valid integer"),
-        ({"source": "ftp"}, r"data.source: Input should be 'synthetic' or 'files' \(got 'ftp'\)"),
+        (
+            synthetic(rows=-5),
+            r"data.source.synthetic.rows: Input should be greater than 0 \(got -5\)",
+        ),
+        (synthetic(rows="many"), r"data.source.synthetic.rows: Input should be a valid integer"),
+        ({"source": "ftp"}, r"data.source: expected `files` or `{synthetic: {...}}` \(got 'ftp'\)"),
         ({"sample": {"negative_rate": 0}}, r"data.sample.negative_rate: .*greater than 0"),
-        ({"golden": {"start": "2026-01-15", "end": "2026-01-14"}}, r"data.golden: .*must be after"),
-        ({"time": "user_id"}, r"data.time: column 'user_id' must have type timestamp"),
+        (
+            {"split": {"golden": {"start": "2026-01-15", "end": "2026-01-14"}}},
+            r"data.split.golden: .*must be after",
+        ),
+        (
+            {"split": {"validation_fraction": 0.2}},
+            r"data.split.validation_fraction: not used by a split by time",
+        ),
+        ({"time": "user_id"}, r"data.time: column 'user_id' must be a timestamp, a date or an int"),
+        ({"time": "nope"}, r"data.time: table 'impressions' declares no column 'nope'"),
         ({"base": "orders"}, r"data.base: unknown table 'orders'"),
         ({"features": {"numeric": ["nope"]}}, r"data.features.numeric: .* column 'nope'"),
         (
@@ -50,12 +65,16 @@ def test_large_preset_only_changes_the_size(tmp_path):
         ),
         (
             {"joins": [{"table": "slots", "key": "user_id"}]},
-            r"data.joins.0.key: table 'slots' declares no column 'user_id'",
+            r"data.joins.0.key: table 'slots' must declare key: \['user_id'\] \(its own key\), so",
         ),
         ({"history": {"keys": ["nope"]}}, r"data.history.keys: .*'nope'"),
-        ({"label": {"column": "device"}}, r"data.label: set exactly one of 'column'"),
+        ({"slices": ["browser"]}, r"data.slices: 'browser' is not a feature"),
         (
-            {"tables": {"clicks": {"columns": {"click_ts": {"type": "date"}}}}},
+            {"label": {"column": "device"}},
+            r"data.label: key, time and window_seconds belong to a label from events",
+        ),
+        (
+            {"tables": {"clicks": {"columns": {"click_ts": {"type": "datetime"}}}}},
             r"data.tables.clicks.columns.click_ts.type: Input should be",
         ),
         (

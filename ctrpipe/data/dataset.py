@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from ctrpipe import fileio
 from ctrpipe.data import features, raw, split
-from ctrpipe.data.settings import Column, Data, Table
+from ctrpipe.data.settings import Column, Data, Table, as_list
 from ctrpipe.errors import DataError
 
 ROW_ID = "row_id"
@@ -30,33 +30,34 @@ class Dataset:
     stats: dict = field(default_factory=dict)
 
 
-def build(spark: SparkSession, data: Data, raw_dir: Path) -> Dataset:
-    tables = with_row_id(data)
-    raws = {n: raw.read(spark, raw_dir / t.path, t) for n, t in data.tables.items()}
-    if data.tables[data.base].key is None:
-        # No id in the data: a hash of the whole record stands in, so exact copies collapse.
-        base_raw = raws[data.base]
-        raws[data.base] = base_raw.withColumn(
-            ROW_ID, F.xxhash64(*data.tables[data.base].columns).cast("string")
-        )
+def build(
+    spark: SparkSession, data: Data, raw_dir: Path, broadcast_max_rows: int = 1_000_000
+) -> Dataset:
+    """Check every table, then build one feature row per good base record. A dimension
+    table of at most `broadcast_max_rows` good rows is broadcast to the join; a larger
+    one is left to Spark's own choice."""
+    tables, key = with_row_id(data)
+    raws = {n: raw.read(spark, raw_dir, t) for n, t in data.tables.items()}
+    if key == ROW_ID:
+        raws[data.base] = raws[data.base].withColumn(ROW_ID, row_id(data.tables[data.base]))
     checked = {n: raw.check(raws[n], t) for n, t in tables.items()}
     checked = check_relations(checked, tables, data)
     checked = {n: c.persist(StorageLevel.MEMORY_AND_DISK) for n, c in checked.items()}
     stats = {"tables": reason_counts(checked, tables, raw_dir)}
     enforce_quality(stats["tables"], tables, data, raw_dir)
 
-    key = tables[data.base].key
     good = {n: raw.good(checked[n], t) for n, t in tables.items()}
+    small = {n for n, c in stats["tables"].items() if c["records"] - c["bad"] <= broadcast_max_rows}
     rows = good[data.base].select(*features.base_columns(data, key))
-    events = good[data.label.table] if data.label.table else None
-    rows = features.add_label(rows, events, data)
+    rows = features.as_timestamp(rows, data)
+    rows = features.add_label(rows, good, data, small)
     rows = features.add_time_features(rows, data)
     # History shuffles the rows once per key: do it while they are narrow, before the
     # dimension tables widen them, unless a key comes from a dimension table.
     early = set(data.history.keys) <= set(rows.columns)
     if early:
         rows = features.add_history(rows, data)
-    rows = features.join_dimensions(rows, good, data)
+    rows = features.join_dimensions(rows, good, data, small)
     if not early:
         rows = features.add_history(rows, data)
     rows = features.select_features(rows, data, key)
@@ -65,38 +66,61 @@ def build(spark: SparkSession, data: Data, raw_dir: Path) -> Dataset:
     return Dataset(rows=rows, quarantine=quarantine, key=key, stats=stats)
 
 
-def with_row_id(data: Data) -> dict[str, Table]:
+def with_row_id(data: Data) -> tuple[dict[str, Table], str]:
+    """The tables as checked, and the id column of the feature rows: the base's key, or
+    ROW_ID where the base has no key (a hash of the record, so exact copies collapse) or
+    a key of several columns (their values joined)."""
     tables = dict(data.tables)
     base = tables[data.base]
-    if base.key is None:
-        columns = {**base.columns, ROW_ID: Column(type="string", nullable=False)}
-        tables[data.base] = base.model_copy(update={"key": ROW_ID, "columns": columns})
-    return tables
+    if len(base.keys) == 1:
+        return tables, base.keys[0]
+    columns = {**base.columns, ROW_ID: Column(type="string", nullable=False)}
+    tables[data.base] = base.model_copy(update={"key": base.key or ROW_ID, "columns": columns})
+    return tables, ROW_ID
+
+
+def row_id(base: Table):
+    if not base.keys:
+        return F.xxhash64(*base.columns).cast("string")
+    return F.concat_ws("\u001f", *base.keys)  # a separator no key value holds
 
 
 def check_relations(
     checked: dict[str, DataFrame], tables: dict[str, Table], data: Data
 ) -> dict[str, DataFrame]:
-    """Base records with no match in a required join; events matching no base record."""
+    """Base records with no match in a required join or no label in the label table;
+    events matching no base record."""
     checked = dict(checked)
-    for join in data.joins:
-        if join.required:
-            keys = raw.good(checked[join.table], tables[join.table]).select(join.key)
-            checked[data.base] = _mark_unmatched(
-                checked[data.base], keys, join.key, f"unmatched:{join.table}"
-            )
-    if data.label.table is not None:
-        base_good = raw.good(checked[data.base], tables[data.base])
-        keys = base_good.select(data.label.key).distinct()
-        checked[data.label.table] = _mark_unmatched(
-            checked[data.label.table], keys, data.label.key, f"orphan:{data.base}"
+    base = tables[data.base]
+    lookups = [
+        (j.table, j.keys, j.base_keys, f"unmatched:{j.table}") for j in data.joins if j.required
+    ]
+    label = data.label
+    if label.kind == "lookup":
+        keys = tables[label.table].keys
+        lookups.append((label.table, keys, as_list(label.base_key) or keys, "unlabelled"))
+    for name, keys, base_keys, reason in lookups:
+        found = raw.good(checked[name], tables[name]).select(*keys)
+        probe = [raw.typed(k, base.columns[k], base) for k in base_keys]
+        checked[data.base] = _mark_unmatched(checked[data.base], probe, found, reason)
+    if label.kind == "event":
+        events = tables[label.table]
+        found = raw.good(checked[data.base], base).select(label.key).distinct()
+        probe = [raw.typed(label.key, events.columns[label.key], events)]
+        checked[label.table] = _mark_unmatched(
+            checked[label.table], probe, found, f"orphan:{data.base}"
         )
     return checked
 
 
-def _mark_unmatched(checked: DataFrame, keys: DataFrame, on: str, reason: str) -> DataFrame:
-    keys = keys.where(F.col(on).isNotNull()).withColumn("_match", F.lit(True))
-    joined = checked.join(keys, on, "left")
+def _mark_unmatched(checked: DataFrame, probe: list, found: DataFrame, reason: str) -> DataFrame:
+    """`reason` on the good records whose typed `probe` values match no row of `found`."""
+    names = [f"_key{i}" for i in range(len(probe))]
+    found = found.toDF(*names).dropna(subset=names).withColumn("_match", F.lit(True))
+    on = functools.reduce(
+        lambda a, b: a & b, [p == F.col(n) for p, n in zip(probe, names, strict=True)]
+    )
+    joined = checked.join(found, on, "left")
     unmatched = F.when(F.col(raw.REASON).isNull() & F.col("_match").isNull(), F.lit(reason))
     out = joined.withColumn(raw.REASON, F.coalesce(F.col(raw.REASON), unmatched))
     return out.select(*checked.columns)
@@ -189,9 +213,11 @@ def write_splits(built: Dataset, data: Data, outs: dict[str, Path]) -> dict:
         counts = split_counts(parts)
         check_splits(counts, data)
 
+        order = [c for c in (data.time, built.key) if c is not None]
+
         def land(name: str) -> None:
             with fileio.atomic_path(outs[name]) as dst:
-                fileio.write_sorted_parquet(parts[name], dst, by=[data.time, built.key])
+                fileio.write_sorted_parquet(parts[name], dst, by=order)
 
         with ThreadPoolExecutor(len(parts)) as pool:  # pyarrow works without the GIL
             list(pool.map(land, parts))
@@ -220,11 +246,15 @@ def split_counts(parts: dict[str, list[Path]]) -> dict:
 
 
 def check_splits(counts: dict, data: Data) -> None:
-    where = {
-        "train": f"before data.split.validation_start={data.split.validation_start}",
-        "validation": f"from data.split.validation_start={data.split.validation_start}",
-        "golden": f"in data.golden [{data.golden.start}, {data.golden.end})",
-    }
+    split = data.split
+    if split.by == "time":
+        where = {
+            "train": f"before data.split.validation_start={split.validation_start}",
+            "validation": f"from data.split.validation_start={split.validation_start}",
+            "golden": f"in data.split.golden [{split.golden.start}, {split.golden.end})",
+        }
+    else:
+        where = {name: "in its share of data.split (by: hash)" for name in counts}
     for name, c in counts.items():
         if c["rows"] == 0:
             raise DataError(f"{name} split is empty: no rows {where[name]}")

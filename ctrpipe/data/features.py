@@ -11,7 +11,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from ctrpipe.data.settings import Data
+from ctrpipe.data.settings import Data, as_list, joined_columns
 
 LABEL = "label"
 WEIGHT = "weight"
@@ -24,30 +24,74 @@ def base_columns(data: Data, key: str) -> list[str]:
     used = [
         key,
         data.time,
-        data.label.key or data.label.column,
+        *label_base_columns(data),
         *data.history.keys,
-        *(j.key for j in data.joins),
+        *(k for j in data.joins for k in j.base_keys),
         *data.features.categorical,
         *data.features.numeric,
     ]
     return [c for c in dict.fromkeys(used) if c in declared or c == key]
 
 
-def join_dimensions(rows: DataFrame, dims: dict[str, DataFrame], data: Data) -> DataFrame:
+def label_base_columns(data: Data) -> list[str]:
+    """The base columns the label is read from or looked up by."""
+    label = data.label
+    if label.kind == "column":
+        return [label.column]
+    if label.kind == "event":
+        return [label.key]
+    return as_list(label.base_key) or data.tables[label.table].keys
+
+
+def as_timestamp(rows: DataFrame, data: Data) -> DataFrame:
+    """The time column as a UTC timestamp, whatever the data gives: a timestamp, a date,
+    an int year (its 1 January) or epoch seconds."""
+    if data.time is None:
+        return rows
+    t = F.col(data.time)
+    if data.time_unit == "year":
+        t = F.make_timestamp(t, F.lit(1), F.lit(1), F.lit(0), F.lit(0), F.lit(0))
+    elif data.time_unit == "seconds":
+        t = F.timestamp_seconds(t)
+    return rows.withColumn(data.time, t.cast("timestamp"))
+
+
+def join_dimensions(
+    rows: DataFrame, dims: dict[str, DataFrame], data: Data, small: set[str]
+) -> DataFrame:
+    """Each join's columns, by its key and base_key, renamed as joined_columns says.
+    Keys are unique per table (duplicates were quarantined): a join adds no rows."""
+    added = joined_columns(data)
     for join in data.joins:
-        dim = dims[join.table]
-        keep = [c for c in dim.columns if c == join.key or c not in rows.columns]
-        rows = rows.join(F.broadcast(dim.select(*keep)), join.key, "left")
+        dim = dims[join.table].select(
+            *[F.col(k).alias(b) for k, b in zip(join.keys, join.base_keys, strict=True)],
+            *[F.col(j.column).alias(j.name) for j in added if j.table == join.table],
+        )
+        rows = rows.join(F.broadcast(dim) if join.table in small else dim, join.base_keys, "left")
     return rows
 
 
-def add_label(rows: DataFrame, events: DataFrame | None, data: Data) -> DataFrame:
+def add_label(
+    rows: DataFrame, good: dict[str, DataFrame], data: Data, small: set[str]
+) -> DataFrame:
     label = data.label
-    if label.table is None:
-        return rows.withColumn(LABEL, _label_from_column(data))
+    if label.kind == "column":
+        return rows.withColumn(LABEL, _label_from(F.col(label.column), data))
+    if label.kind == "lookup":
+        # Every base record has its label row: those without one were quarantined.
+        table = data.tables[label.table]
+        base_keys = as_list(label.base_key) or table.keys
+        values = good[label.table].select(
+            *[F.col(k).alias(b) for k, b in zip(table.keys, base_keys, strict=True)],
+            F.col(label.column).alias("_label_value"),
+        )
+        values = F.broadcast(values) if label.table in small else values
+        rows = rows.join(values, base_keys, "left")
+        return rows.withColumn(LABEL, _label_from(F.col("_label_value"), data)).drop("_label_value")
     # An event counts when it arrives within the window after the base record. Events
     # are few next to base records (clicks next to impressions): grouped by key and
     # broadcast, they label the rows without shuffling them.
+    events = good[label.table]
     times = events.groupBy(label.key).agg(F.collect_list(label.time).alias("_event_times"))
     start = F.col(data.time)
     end = start + F.make_interval(secs=F.lit(label.window_seconds))
@@ -56,9 +100,9 @@ def add_label(rows: DataFrame, events: DataFrame | None, data: Data) -> DataFram
     return rows.withColumn(LABEL, F.coalesce(hit, F.lit(False)).cast("int")).drop("_event_times")
 
 
-def _label_from_column(data: Data):
+def _label_from(col, data: Data):
+    """1 where the label column's value is positive (or above the threshold), else 0."""
     label = data.label
-    col = F.col(label.column)
     if label.threshold is not None:
         return F.when(col.try_cast("double") > label.threshold, 1).otherwise(0)
     positive = F.lower(col.cast("string")).isin([str(v).lower() for v in label.positive])
@@ -83,6 +127,8 @@ def history_columns(data: Data) -> list[str]:
 def add_history(rows: DataFrame, data: Data) -> DataFrame:
     """Per key: labelled records seen, their smoothed click rate, and recent volume."""
     h = data.history
+    if not h.keys:
+        return rows
     rows = rows.withColumn("_t", F.col(data.time).cast("long"))
     for key in h.keys:
         ordered = Window.partitionBy(key).orderBy("_t")
@@ -119,7 +165,7 @@ def select_features(rows: DataFrame, data: Data, key: str) -> DataFrame:
     names = feature_names(data)
     return rows.select(
         F.col(key).cast("string").alias(key),
-        F.col(data.time),
+        *([F.col(data.time)] if data.time else []),
         F.col(LABEL).cast("int"),
         *[F.col(c).cast("string") for c in names["categorical"]],
         *[F.col(c).cast("double") for c in names["numeric"]],

@@ -1,8 +1,10 @@
-"""Time split into train / validation, a fixed golden window, negative subsampling.
+"""Split into train / validation / golden, and negative subsampling of train.
 
-The golden window is carved out first and never subsampled, so its rows depend only on
-the raw data, the features and `data.golden`: changing the split or the sampling rate
-leaves the golden file byte for byte the same.
+By time (validation from a date on, a fixed golden window) or, for data without time, by
+a hash of the row's id (deterministic on any cluster). Golden is carved out first and
+never subsampled, so its rows depend only on the raw data, the features and its own
+settings: changing the validation split or the sampling rate leaves the golden file byte
+for byte the same.
 """
 
 from __future__ import annotations
@@ -28,21 +30,35 @@ def _at(when: dt.datetime):
 
 def assign(rows: DataFrame, data: Data, key: str) -> DataFrame:
     """Tag each row with its split, drop sampled-out negatives of train, add weights."""
-    t = F.col(data.time)
-    golden = (t >= _at(data.golden.start)) & (t < _at(data.golden.end))
-    split = (
-        F.when(golden, "golden")
-        .when(t < _at(data.split.validation_start), "train")
-        .otherwise("validation")
-    )
-    rows = rows.withColumn(SPLIT, split)
+    rows = rows.withColumn(SPLIT, by_time(data) if data.split.by == "time" else by_hash(data, key))
     rate = data.sample.negative_rate
     # A hash of the row's id, not a random draw: the same rows are kept whatever the
     # partitioning, on a laptop or a cluster.
-    bucket = F.pmod(
-        F.xxhash64(F.col(key).cast("string"), F.lit(data.sample.seed)), F.lit(HASH_BUCKETS)
-    )
     sampled = (F.col(SPLIT) == "train") & (F.col(LABEL) == 0)
-    keep = ~sampled | (bucket < F.lit(int(rate * HASH_BUCKETS)))
+    keep = ~sampled | (bucket(key, data.sample.seed) < F.lit(int(rate * HASH_BUCKETS)))
     weight = F.when(sampled, F.lit(1.0 / rate)).otherwise(F.lit(1.0))
     return rows.where(keep).withColumn(WEIGHT, weight)
+
+
+def bucket(key: str, seed: int):
+    """A row's place in [0, HASH_BUCKETS), from a hash of its id and a seed."""
+    return F.pmod(F.xxhash64(F.col(key).cast("string"), F.lit(seed)), F.lit(HASH_BUCKETS))
+
+
+def by_time(data: Data):
+    t, split = F.col(data.time), data.split
+    golden = (t >= _at(split.golden.start)) & (t < _at(split.golden.end))
+    return (
+        F.when(golden, "golden")
+        .when(t < _at(split.validation_start), "train")
+        .otherwise("validation")
+    )
+
+
+def by_hash(data: Data, key: str):
+    """Golden first, then validation, from the low end of the id's hash: changing the
+    validation fraction leaves the golden rows as they are."""
+    split, b = data.split, bucket(key, data.split.seed)
+    golden = int(split.golden_fraction * HASH_BUCKETS)
+    validation = golden + int(split.validation_fraction * HASH_BUCKETS)
+    return F.when(b < golden, "golden").when(b < validation, "validation").otherwise("train")

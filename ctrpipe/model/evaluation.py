@@ -81,7 +81,7 @@ def read_split(path: str | Path, schema: FeatureSchema, slices: list[str]) -> pa
         names = pq.read_schema(path).names
         for name in slices:
             if name not in names:
-                raise DataError(f"{path}: no column '{name}' to slice by (evaluate.slices)")
+                raise DataError(f"{path}: no column '{name}' to slice by (data.slices)")
     return labelled.read(
         path, [schema.label, schema.weight, *schema.names, *slices], schema.label, schema.weight
     )
@@ -163,11 +163,14 @@ def slice_key(value) -> str:
     return str(value)
 
 
-def evaluate(model: Model, table: pa.Table, settings: Evaluate, source: str) -> dict:
-    """Metrics, slices and plot tables for one split."""
+def evaluate(
+    model: Model, table: pa.Table, settings: Evaluate, slices: list[str], source: str
+) -> dict:
+    """Metrics, per-slice metrics (for each column in `slices`) and plot tables for one
+    split."""
     s = score(model, table, source)
     report = overall(s, settings.calibration_bins)
-    report["slices"] = {c: by_slice(s, c, settings.min_slice_rows) for c in settings.slices}
+    report["slices"] = {c: by_slice(s, c, settings.min_slice_rows) for c in slices}
     plots = {
         "roc": metrics.roc_points(s.y, s.p, s.w),
         "precision_recall": metrics.pr_points(s.y, s.p, s.w),

@@ -198,6 +198,7 @@ class Loaded:
     schema: FeatureSchema
     spec: dict
     session: ort.InferenceSession
+    label_rate: float  # the weighted positive rate of its training set (profile.json)
 
     def predict(self, rows: pa.Table | np.ndarray) -> np.ndarray:
         """Click probabilities for a table of raw features or an encoded matrix."""
@@ -220,6 +221,7 @@ def load(path: str | Path) -> Loaded:
         schema=FeatureSchema(**spec_doc["feature_schema"]),
         spec=spec_doc,
         session=onnx_export.session(files["model.onnx"]),
+        label_rate=json.loads(files["profile.json"])["label_rate"],
     )
 
 

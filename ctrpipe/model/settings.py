@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ctrpipe.config import Strict
 
@@ -61,9 +61,15 @@ class Sweep(Strict):
 
 
 class Evaluate(Strict):
-    slices: list[str] = []
     min_slice_rows: int = Field(500, gt=0)
     calibration_bins: int = Field(10, ge=2)
+
+
+class SliceColumns(BaseModel):
+    """The data group's `slices`, read alone: the model stages need nothing else of it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    slices: list[str]
 
 
 class Package(Strict):

@@ -79,15 +79,17 @@ def monitor(options: Options, spark=None) -> tuple[dict, Path]:
     counts = traffic.histograms(spark, files, checks.profiled(profile), newest["digest"], since)
     drift_checks, drift = checks.drift_checks(profile, counts, newest["rows"], s)
 
+    reference = reference_metrics(repo, newest["version"], digest)
     labelled = None
     if s.labels:
         labels = traffic.read_labels(spark, repo / s.labels, s.id_column, s.label_column)
         rows = traffic.read_logs(spark, files, since)
         mine = rows.where(rows.digest == newest["digest"])
+        # The slices evaluate reported for this version (data.slices when it was built).
+        slices = list((reference or {}).get("slices", {}))
         labelled = quality.summarize(
-            traffic.buckets(mine, labels, s.quality.slices), s.quality.min_slice_rows
+            traffic.buckets(mine, labels, slices), s.quality.min_slice_rows
         )
-    reference = reference_metrics(repo, newest["version"], digest)
     if labelled is not None:
         add_reference(labelled, reference)
     figures = None

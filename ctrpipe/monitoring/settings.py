@@ -48,7 +48,6 @@ class Quality(Strict):
     roc_auc_drop: Limit = Limit(warn=0.02, alarm=0.05)
     logloss_rise: Limit = Limit(warn=0.01, alarm=0.03)
     calibration: Limit = Limit(warn=0.15, alarm=0.3)
-    slices: list[str] = ["device", "country", "position"]
     min_slice_rows: int = Field(500, ge=1)
     slice_roc_auc_drop: Limit = Limit(warn=0.03, alarm=0.06)
 

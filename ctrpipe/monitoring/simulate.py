@@ -44,6 +44,38 @@ def sample(table: pa.Table, rows: int, seed: int) -> pa.Table:
     return table.take(pa.array(index))
 
 
+def default_drift(table: pa.Table, schema: FeatureSchema, gain: dict[str, float]) -> dict:
+    """A drift any package shows, built from its own features: the first categorical
+    feature's rarest value given to 60% of the rows, and the numeric feature the model
+    leans on most (by total gain) moved by two standard deviations."""
+    spec = {}
+    if schema.categorical:
+        name = next(iter(schema.categorical))
+        known = set(schema.categorical[name])  # a value the model has a code for
+        counts = [
+            c
+            for c in pc.value_counts(table.column(name).drop_null()).to_pylist()
+            if c["values"] in known
+        ]
+        if counts:
+            rarest = min(counts, key=lambda c: (c["counts"], str(c["values"])))
+            spec[name] = {"set": rarest["values"], "fraction": 0.6}
+    if schema.numeric:
+        name = max(schema.numeric, key=lambda n: (gain.get(n, 0.0), n))
+        spread = pc.stddev(table.column(name).cast(pa.float64())).as_py() or 1.0
+        spec[name] = {"shift": round(2 * spread, 6)}
+    return spec
+
+
+def check_drift(spec: dict, schema: FeatureSchema) -> None:
+    unknown = [name for name in spec if name not in schema.names]
+    if unknown:
+        raise ConfigError(
+            f"simulate.drift: '{unknown[0]}' is not a feature of the package (its features: "
+            f"{', '.join(schema.names)})"
+        )
+
+
 def drifted(table: pa.Table, spec: dict, seed: int) -> pa.Table:
     """`table` with a drift applied, per column of `spec`:
     {"set": value, "fraction": f}   a fraction f of the rows get this value (a new
@@ -94,6 +126,14 @@ def requests(table: pa.Table, schema: FeatureSchema, batch: int) -> list[bytes]:
         json.dumps({"rows": rows[i : i + batch], "ids": ids[i : i + batch]}).encode()
         for i in range(0, len(rows), batch)
     ]
+
+
+def model_gain(folder: Path) -> dict[str, float]:
+    """Each feature's total gain in the package's model."""
+    from ctrpipe.model import package
+
+    booster = package.load_booster((folder / "model.ubj").read_bytes(), "model.ubj")
+    return booster.get_score(importance_type="total_gain")
 
 
 def replay(url: str, bodies: list[bytes], timeout: float = 30.0) -> Replay:
@@ -151,9 +191,12 @@ def walkthrough(
         )
     rows = sample(pq.read_table(source), s.rows, s.seed)
     schema = package.load(folder).schema
+    check_drift(s.drift, schema)
+    spec = s.drift or default_drift(rows, schema, model_gain(folder))
+    say(f"drifted phase: {json.dumps(spec, sort_keys=True)}")
     command = [sys.executable if w == "python" else w for w in s.retrain_command]
     results = {}
-    for phase, table in (("clean", rows), ("drifted", drifted(rows, s.drift, s.seed + 1))):
+    for phase, table in (("clean", rows), ("drifted", drifted(rows, spec, s.seed + 1))):
         out = repo / s.out / phase
         shutil.rmtree(out, ignore_errors=True)
         service = Service(log=RequestLog(dir=str(out / "logs"), sample_rate=1.0))

@@ -5,8 +5,9 @@ gate writes a verdict with every check that led to it. The verdict is data: the 
 succeeds either way and `publish` enforces it.
 
 The checks, in the order gate.json lists them:
-- floors, always: ROC AUC, log loss, calibration error, model.onnx size. With nothing in
-  production these alone decide.
+- floors, always: ROC AUC, log loss and calibration error held against a trivial model
+  on the same rows (the training positive rate as every prediction, `baseline` in the
+  report), and the model.onnx size. With nothing in production these alone decide.
 - new_model: a candidate with the production package's digest is the production model.
 - margin.absolute, margin.relative: the primary metric's gain over production.
 - significance: the lower end of a paired bootstrap interval of that gain is above 0,
@@ -149,7 +150,9 @@ class Side:
     metrics: dict
 
 
-def side(model: package.Loaded, golden: pa.Table, settings: Evaluate, source: str) -> Side:
+def side(
+    model: package.Loaded, golden: pa.Table, settings: Evaluate, slices: list[str], source: str
+) -> Side:
     scored = score(model, golden, source)
     return Side(
         model.digest,
@@ -157,6 +160,7 @@ def side(model: package.Loaded, golden: pa.Table, settings: Evaluate, source: st
         measure(
             scored,
             settings,
+            slices,
             size_bytes=(model.path / "model.onnx").stat().st_size,
             nodes=nodes_per_row(model, golden, source),
         ),
@@ -171,10 +175,12 @@ def score(model: package.Loaded, table: pa.Table, source: str) -> Scored:
     return Scored(table, y, w, p.astype(np.float64))
 
 
-def measure(s: Scored, settings: Evaluate, size_bytes: int, nodes: float) -> dict:
+def measure(
+    s: Scored, settings: Evaluate, slices: list[str], size_bytes: int, nodes: float
+) -> dict:
     """The evaluate stage's overall metrics and slices, plus size and single-row cost."""
     out = evaluation.overall(s, settings.calibration_bins)
-    out["slices"] = {c: evaluation.by_slice(s, c, settings.min_slice_rows) for c in settings.slices}
+    out["slices"] = {c: evaluation.by_slice(s, c, settings.min_slice_rows) for c in slices}
     out["size_bytes"] = int(size_bytes)
     out["latency"] = {
         "nodes_per_row": round(float(nodes), metrics.DIGITS),
@@ -232,12 +238,38 @@ class Check:
     reason: str
 
 
-def floor_checks(m: dict, settings: Gate) -> list[Check]:
+def baseline(s: Scored, label_rate: float) -> dict:
+    """What a trivial model scores on the golden rows: the training positive rate as
+    every prediction."""
+    rate = float(np.average(s.y, weights=s.w))
+    p = np.full(len(s.y), min(max(label_rate, 1e-6), 1 - 1e-6))
+    return metrics.rounded(
+        {
+            "prediction": label_rate,
+            "positive_rate": rate,
+            "roc_auc": 0.5,
+            "logloss": metrics.logloss(s.y, p, s.w),
+            "ece": abs(rate - label_rate),
+        }
+    )
+
+
+def floor_checks(m: dict, base: dict, settings: Gate) -> list[Check]:
+    """The floors against the trivial model's figures (and absolute caps, if set)."""
     floors = settings.floors
+    logloss = base["logloss"] * (1 - floors.logloss_gain)
+    ece = floors.ece_of_rate * base["positive_rate"]
     return [
         at_least("floor.roc_auc", "roc_auc", m.get("roc_auc"), floors.roc_auc),
-        at_most("floor.logloss", "logloss", m.get("logloss"), floors.logloss),
-        at_most("floor.ece", "ece", m.get("ece"), floors.ece),
+        at_most(
+            "floor.logloss", "logloss", m.get("logloss"), min(logloss, floors.logloss or logloss)
+        ),
+        at_most(
+            "floor.ece",
+            "ece",
+            m.get("ece"),
+            min(ece, floors.ece if floors.ece is not None else ece),
+        ),
         at_most("floor.size_bytes", "model.onnx bytes", m.get("size_bytes"), floors.size_bytes),
     ]
 
@@ -486,22 +518,29 @@ def run(
     validation: pa.Table,
     settings: Gate,
     evaluate: Evaluate,
+    slices: list[str],
     source: str = "golden",
 ) -> dict:
     """Score, check and decide; gate.json's content."""
-    cand = side(candidate, golden, evaluate, source)
+    cand = side(candidate, golden, evaluate, slices, source)
     prod = (
-        None if production.package is None else side(production.package, golden, evaluate, source)
+        None
+        if production.package is None
+        else side(production.package, golden, evaluate, slices, source)
     )
     psi = drift.compare(
         validation, golden, candidate.schema, settings.drift.bins, settings.drift.top_categories
     )
-    return judge(cand, prod, production.ref, settings, psi)
+    base = baseline(cand.scored, candidate.label_rate)
+    return judge(cand, prod, production.ref, settings, psi, base)
 
 
-def judge(cand: Side, prod: Side | None, ref: dict, settings: Gate, psi: dict[str, float]) -> dict:
-    """The checks, the verdict and the report, from both sides' figures."""
-    checks = floor_checks(cand.metrics, settings)
+def judge(
+    cand: Side, prod: Side | None, ref: dict, settings: Gate, psi: dict[str, float], base: dict
+) -> dict:
+    """The checks, the verdict and the report, from both sides' figures and the trivial
+    model's (`base`)."""
+    checks = floor_checks(cand.metrics, base, settings)
     interval = None
     if prod is not None:
         b = settings.bootstrap
@@ -528,6 +567,7 @@ def judge(cand: Side, prod: Side | None, ref: dict, settings: Gate, psi: dict[st
             "reason": reason,
             "primary": settings.primary,
             "candidate": {"digest": cand.digest, "metrics": cand.metrics},
+            "baseline": base,
             "production": {
                 **(ref if prod is not None else dict.fromkeys(REF_KEYS)),
                 "metrics": None if prod is None else prod.metrics,
@@ -637,6 +677,14 @@ def summary(report: dict) -> str:
             c["reason"],
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    base = report["baseline"]
+    lines += [
+        "",
+        f"The floors are held against a trivial model, the training positive rate "
+        f"({cell(base['prediction'])}) as every prediction: on the same golden rows "
+        f"(positive rate {cell(base['positive_rate'])}) it scores log loss "
+        f"{cell(base['logloss'])}, calibration error {cell(base['ece'])} and ROC AUC 0.5.",
+    ]
     lines += ["", "## Warnings", ""]
     lines += [f"- {w}" for w in report["warnings"]] or ["None."]
     return "\n".join(lines) + "\n"

@@ -156,7 +156,7 @@ def test_single_class_label_is_refused(spark, tmp_path):
 
 def test_empty_golden_window_is_refused(spark, tmp_path):
     raw = tinyraw.write(tmp_path)
-    params = make_params(data={"golden": {"start": "2027-01-01", "end": "2027-01-02"}})
+    params = make_params(data={"split": {"golden": {"start": "2027-01-01", "end": "2027-01-02"}}})
     with pytest.raises(DataError, match=r"golden split is empty"):
         build_and_write(spark, params, raw, tmp_path / "out")
 

@@ -102,13 +102,17 @@ def test_single_class_label(tmp_path):
 
 def test_bad_config_value(tmp_path):
     line = error_line(
-        run_stage("ingest", tiny_params(rows=0), tmp_path, "--out", str(tmp_path / "raw"))
+        run_stage(
+            "ingest",
+            tiny_params(source={"synthetic": {"rows": 0}}),
+            tmp_path,
+            "--out",
+            str(tmp_path / "raw"),
+        )
     )
-    assert (
-        line
-        == "error: "
-        + str(tmp_path / "params.yaml")
-        + ": data.rows: Input should be greater than 0 (got 0)"
+    assert line == (
+        f"error: {tmp_path / 'params.yaml'}: data.source.synthetic.rows: "
+        f"Input should be greater than 0 (got 0)"
     )
     assert_nothing_written(tmp_path)
 
@@ -117,7 +121,7 @@ def test_unknown_source(tmp_path):
     line = error_line(
         run_stage("ingest", tiny_params(source="s3"), tmp_path, "--out", str(tmp_path / "raw"))
     )
-    assert "data.source: Input should be 'synthetic' or 'files' (got 's3')" in line
+    assert "data.source: expected `files` or `{synthetic: {...}}` (got 's3')" in line
     assert_nothing_written(tmp_path)
 
 

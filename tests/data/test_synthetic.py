@@ -12,7 +12,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import OneHotEncoder
@@ -21,18 +20,23 @@ from ctrpipe import config
 from ctrpipe.data.settings import Data
 from ctrpipe.data.sources import synthetic
 from ctrpipe.errors import ConfigError
-from tests.conftest import ROOT
+from tests.conftest import params_dict
 
 pytestmark = pytest.mark.unit
 
-CONF = ROOT / "conf" / "data" / "synthetic.yaml"
 TABLES = ("impressions", "clicks", "campaigns", "slots")
 DIRTY_RATE = 0.06
 
 
+SOURCE_KEYS = {"rows", "seed", "start", "days", "dirty_rate", "click_window_seconds"}
+
+
 def make_data(**overrides) -> Data:
-    raw = yaml.safe_load(CONF.read_text())
-    raw.update(overrides)
+    """The default data group (the synthetic source), with source settings and other
+    keys overridden."""
+    raw = params_dict()["data"]
+    raw["source"]["synthetic"].update({k: v for k, v in overrides.items() if k in SOURCE_KEYS})
+    raw.update({k: v for k, v in overrides.items() if k not in SOURCE_KEYS})
     return config.parse({"data": raw}).section("data", Data)
 
 
@@ -133,7 +137,7 @@ def test_files_follow_the_declared_schema(clean):
 
 
 def test_columns_follow_the_config_order(tmp_path):
-    raw = yaml.safe_load(CONF.read_text())
+    raw = params_dict()["data"]
     columns = raw["tables"]["impressions"]["columns"]
     reordered = dict(reversed(list(columns.items())))
     data, _ = generate(
@@ -168,7 +172,7 @@ def test_clean_run_has_no_dirt(clean):
     data, counts, out, rows, clicks, _ = clean
     header, lines = impression_lines(out, data)
     assert all(line.count(",") == len(header) - 1 for line in lines)
-    assert len(lines) == data.rows == len(rows) and rows["event_id"].is_unique
+    assert len(lines) == data.source.synthetic.rows == len(rows) and rows["event_id"].is_unique
     assert not (rows[header] == "").any().any()
     prices = rows[["floor_price", "bid_price", "clearing_price"]].astype(float)
     assert prices.min().min() >= 0 and prices.max().max() <= 50
@@ -197,12 +201,12 @@ def test_dirty_run_has_each_kind_of_dirt(dirty):
         "text_bid": bids.isna().sum(),
         "bad_bid": ((bids < 0) | (bids > 50)).sum(),
     }
-    expected = DIRTY_RATE / len(found) * data.rows
+    expected = DIRTY_RATE / len(found) * data.source.synthetic.rows
     for kind, n in found.items():
         assert 0.6 * expected <= n <= 1.4 * expected, (kind, n, expected)
     copies = pd.Series([line for line in lines if line.count(",") == len(header) - 1])
     assert copies.duplicated().sum() == found["duplicate"]  # duplicates are exact copies
-    assert counts["impressions"] == len(lines) == data.rows + found["duplicate"]
+    assert counts["impressions"] == len(lines) == data.source.synthetic.rows + found["duplicate"]
     # Spread through the file, not piled at the end.
     bad_at = np.flatnonzero(width != len(header))
     assert (bad_at < len(lines) / 2).mean() == pytest.approx(0.5, abs=0.15)
@@ -244,7 +248,7 @@ def test_traffic_is_heavy_tailed(clean):
     assert users.head(len(users) // 100).sum() > 0.10 * len(rows)  # top 1% of users
     campaigns = rows["campaign_id"].value_counts()
     assert campaigns.head(len(campaigns) // 10).sum() > 0.3 * len(rows)
-    assert len(users) < data.rows / 5  # many users, most seen rarely
+    assert len(users) < data.source.synthetic.rows / 5  # many users, most seen rarely
 
 
 def test_small_run_has_both_classes(tmp_path):
@@ -253,12 +257,12 @@ def test_small_run_has_both_classes(tmp_path):
     rows = labelled(impressions, clicks, data.label.window_seconds)
     assert 0 < rows["label"].sum() < len(rows)
     ts = pd.to_datetime(rows["ts"])
-    start = pd.Timestamp(data.start)
+    start = pd.Timestamp(data.source.synthetic.start)
     assert ts.min() >= start and ts.max() < start + dt.timedelta(days=3)
 
 
 def test_a_schema_it_cannot_write_is_a_clear_error(tmp_path):
-    raw = yaml.safe_load(CONF.read_text())
+    raw = params_dict()["data"]
     columns = dict(raw["tables"]["clicks"]["columns"])
     columns["clicked_at"] = columns.pop("click_ts")
     tables = {**raw["tables"], "clicks": {**raw["tables"]["clicks"], "columns": columns}}

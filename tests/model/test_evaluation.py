@@ -173,9 +173,9 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
-def write_params(path: Path, **evaluate_settings) -> Path:
-    settings = {"min_slice_rows": 50, "calibration_bins": 10, **evaluate_settings}
-    path.write_text(yaml.safe_dump(params_dict(evaluate=settings)))
+def write_params(path: Path, slices: list[str]) -> Path:
+    settings = {"min_slice_rows": 50, "calibration_bins": 10}
+    path.write_text(yaml.safe_dump(params_dict(evaluate=settings, data={"slices": slices})))
     return path
 
 
@@ -257,7 +257,7 @@ def test_single_class_validation_is_a_named_error(workspace, tmp_path, capsys):
 def test_unknown_slice_column_names_the_key(workspace, tmp_path, capsys):
     params = write_params(tmp_path / "params.yaml", slices=["device", "browser"])
     line = error_of(capsys, workspace, tmp_path / "out", params=params)
-    assert "no column 'browser'" in line and "evaluate.slices" in line
+    assert "no column 'browser'" in line and "data.slices" in line
 
 
 @pytest.mark.parametrize(

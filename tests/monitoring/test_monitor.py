@@ -44,7 +44,7 @@ def settings(**changes) -> Monitor:
         "window_hours": None,
         "logs": "logs",
         "labels": "labels.parquet",
-        "quality": {"slices": ["device"], "min_labelled": 500, "min_slice_rows": 300},
+        "quality": {"min_labelled": 500, "min_slice_rows": 300},
         "actions": {"retrain": {"trigger": "never"}, "rollback": {"auto": False}},
     }
     return Monitor.model_validate(base | changes)
@@ -392,7 +392,12 @@ def test_simulate_then_monitor_through_the_command_line(packages, tmp_path, spar
     (tmp_path / paths.VALIDATION).parent.mkdir(parents=True)
     pq.write_table(make_traffic(3000, 11, sample=False), tmp_path / paths.VALIDATION)
     params = {
-        "spark": {"master": "local[2]", "driver_memory": "1g", "shuffle_partitions": 2},
+        "spark": {
+            "master": "local[2]",
+            "driver_memory": "1g",
+            "shuffle_partitions": 2,
+            "broadcast_max_rows": 1000,
+        },
         "simulate": {
             "rows": 3000,
             "batch": 100,

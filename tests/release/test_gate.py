@@ -30,10 +30,10 @@ from tests.support.project import folder_files
 pytestmark = pytest.mark.unit
 
 SLICES = ["device", "position"]
-EVALUATE = {"slices": SLICES, "min_slice_rows": 200, "calibration_bins": 10}
+EVALUATE = {"min_slice_rows": 200, "calibration_bins": 10}
 # The tiny models reach a golden ROC AUC of 0.55 to 0.68 and a log loss near 0.28.
 GATE = {
-    "floors": {"roc_auc": 0.6, "logloss": 0.3, "ece": 0.03, "size_bytes": 1_000_000},
+    "floors": {"roc_auc": 0.6, "logloss_gain": 0.0, "ece_of_rate": 1.0, "size_bytes": 1_000_000},
     "bootstrap": {"resamples": 200, "confidence": 0.95, "seed": 23},
 }
 
@@ -153,7 +153,8 @@ def ws(tiny, tmp_path_factory) -> Path:
 
 
 def write_params(path: Path, **gate_changes) -> Path:
-    path.write_text(yaml.safe_dump(params_dict(evaluate=EVALUATE, gate={**GATE, **gate_changes})))
+    raw = params_dict(evaluate=EVALUATE, gate={**GATE, **gate_changes}, data={"slices": SLICES})
+    path.write_text(yaml.safe_dump(raw))
     return path
 
 
@@ -307,23 +308,27 @@ def made_up_sides(n: int = 20_000, seed: int = 3):
     ctv = device == "ctv"
     candidate = np.where(ctv, rng.permutation(candidate), candidate)
     table = pa.table({"device": device, "position": rng.integers(1, 4, n)})
-    settings = Evaluate(slices=SLICES, min_slice_rows=200)
+    settings = Evaluate(min_slice_rows=200)
 
     def side(digest, p):
         scored = evaluation.Scored(table, y, np.ones(n), p)
-        return gate.Side(digest, scored, gate.measure(scored, settings, 1000, 100.0))
+        return gate.Side(digest, scored, gate.measure(scored, settings, SLICES, 1000, 100.0))
 
     return side("c" * 64, candidate), side("p" * 64, production_p)
 
 
 REF = {"version": "v1.0.0", "tag": "model#prod#1", "commit": "1234abcd", "digest": "p" * 64}
-# Made-up scores click about one time in six: a log loss near 0.4.
-MADE_UP = Gate(**{**GATE, "floors": {**GATE["floors"], "logloss": 0.5}})
+MADE_UP = Gate(**GATE)
+
+
+def base_of(side: gate.Side) -> dict:
+    """The trivial model, trained where the rows click as often as here."""
+    return gate.baseline(side.scored, float(side.scored.y.mean()))
 
 
 def test_a_regressed_slice_rejects_a_candidate_that_wins_overall():
     cand, prod = made_up_sides()
-    report = gate.judge(cand, prod, REF, MADE_UP, psi={})
+    report = gate.judge(cand, prod, REF, MADE_UP, psi={}, base=base_of(cand))
     assert cand.metrics["roc_auc"] > prod.metrics["roc_auc"] + 0.05
     assert report["verdict"] == "fail"
     assert failing(report) == ["slice.device=ctv.roc_auc"]
@@ -332,14 +337,16 @@ def test_a_regressed_slice_rejects_a_candidate_that_wins_overall():
     assert check["baseline"] - check["value"] > 0.02 and "roc_auc in device=ctv" in check["reason"]
     # A looser slice tolerance lets it through.
     loose = MADE_UP.model_copy(update={"guards": Guards(slice_roc_auc=0.5)})
-    assert gate.judge(cand, prod, REF, loose, psi={})["verdict"] == "pass"
+    assert gate.judge(cand, prod, REF, loose, psi={}, base=base_of(cand))["verdict"] == "pass"
 
 
 def test_missing_nan_or_zero_production_figures_fail_with_a_reason():
     cand, prod = made_up_sides()
     broken = {**prod.metrics, "roc_auc": 0.0, "logloss": None, "ece": float("nan"), "latency": {}}
     del broken["size_bytes"]
-    report = gate.judge(cand, gate.Side(prod.digest, prod.scored, broken), REF, MADE_UP, psi={})
+    report = gate.judge(
+        cand, gate.Side(prod.digest, prod.scored, broken), REF, MADE_UP, psi={}, base=base_of(cand)
+    )
     checks = {c["name"]: c for c in report["checks"]}
     reasons = {
         "margin.relative": "roc_auc: production's value is 0, so a gain relative to it is "
@@ -423,7 +430,7 @@ def test_drift_over_the_limit_is_a_warning_not_a_failure(ws, tmp_path):
     # Shifted prices move the model's metrics too: floors it cannot miss.
     params = write_params(
         tmp_path / "params.yaml",
-        floors={"roc_auc": 0, "logloss": 10, "ece": 1, "size_bytes": 10**9},
+        floors={"roc_auc": 0, "logloss_gain": -10, "ece_of_rate": 100, "size_bytes": 10**9},
     )
     report = run(
         ws, tmp_path / "out", production=nothing, golden=tmp_path / "golden.parquet", params=params
@@ -539,3 +546,37 @@ def test_bad_inputs_give_one_line_and_no_output(ws, tmp_path, capsys):
     ):
         params = write_params(tmp_path / "bad.yaml", **change)
         assert message in error_of(capsys, ws, out, production=nothing, params=params)
+
+
+def test_floors_hold_against_the_trivial_model_whatever_the_positive_rate():
+    """A good model on data that is 30% positive passes (its log loss is far above the
+    ad data's 0.25); the trivial model itself, and a model no better, do not."""
+    rng = np.random.default_rng(5)
+    signal = rng.normal(size=20_000)
+    y = (rng.random(20_000) < 1 / (1 + np.exp(-(signal - 1.0)))).astype(np.int64)
+    rate = float(y.mean())
+    settings = Gate(
+        **{
+            **GATE,
+            "floors": {
+                "roc_auc": 0.55,
+                "logloss_gain": 0.02,
+                "ece_of_rate": 0.25,
+                "size_bytes": 10**6,
+            },
+        }
+    )
+
+    def checks(p):
+        scored = evaluation.Scored(None, y, np.ones(len(y)), p)
+        measured = {**evaluation.overall(scored, 10), "size_bytes": 1000}
+        base = gate.baseline(scored, rate)
+        return base, {c.name: c.passed for c in gate.floor_checks(measured, base, settings)}
+
+    base, good = checks(1 / (1 + np.exp(-(signal - 1.0))))
+    assert 0.25 < rate < 0.35 and base["logloss"] > 0.5 and base["roc_auc"] == 0.5
+    assert all(good.values()), good
+    _, trivial = checks(np.full(len(y), rate))
+    assert not trivial["floor.roc_auc"] and not trivial["floor.logloss"]
+    _, overconfident = checks(np.clip(1 / (1 + np.exp(-3 * (signal - 1.0))) + 0.2, 0, 0.99))
+    assert not overconfident["floor.ece"]

@@ -31,10 +31,11 @@ AUTHOR = ("Ada Publisher", "ada@example.com")
 # tell a real model from three shallow trees), a short sweep, floors such a model can
 # meet, and room for the real model to be much bigger than the first, tiny one.
 BASE = [
-    "data.rows=60000",
+    "data.source.synthetic.rows=60000",
     "sweep.n_trials=2",
     "gate.floors.roc_auc=0.55",
-    "gate.floors.logloss=0.3",
+    "gate.floors.logloss_gain=-0.05",
+    "gate.floors.ece_of_rate=1",
     "gate.guards.size_ratio=50",
     "gate.guards.latency_ratio=3",
 ]

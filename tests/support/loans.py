@@ -125,6 +125,10 @@ def data_config(folder: Path) -> dict:
         "history": {"keys": ["customer_id"], "lag_seconds": 0, "recent_seconds": 2592000},
         "quality": {"max_bad_fraction": 0.05},
         "sample": {"negative_rate": 1.0, "seed": 0},
-        "split": {"validation_start": "2025-04-10"},
-        "golden": {"start": "2025-04-20", "end": "2025-05-01"},
+        "slices": ["product_type"],
+        "split": {
+            "by": "time",
+            "validation_start": "2025-04-10",
+            "golden": {"start": "2025-04-20", "end": "2025-05-01"},
+        },
     }

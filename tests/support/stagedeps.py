@@ -2,7 +2,8 @@
 transitively, as files; and how dvc.yaml's deps differ from that.
 
 `python -m tests.support.stagedeps` prints each stage's code deps as dvc.yaml should
-list them, then what is missing or stale, and exits 1 when anything is.
+list them, then what is missing or stale, and exits 1 when anything is; with `--write`
+it puts those lists into dvc.yaml (in place of the code deps there).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import ast
 import functools
 import json
 import shlex
+import sys
 from pathlib import Path
 
 import grimp
@@ -86,10 +88,35 @@ def problems() -> dict[str, dict[str, list[str]]]:
     return out
 
 
+def ordered(files: set[str]) -> list[str]:
+    return sorted(files, key=lambda p: (p.split("/")[0] != "stages", p))
+
+
+def write() -> None:
+    """dvc.yaml with each stage's code deps replaced by what it runs (text edit: the
+    comments and the rest of the file stay as they are)."""
+    path = ROOT / "dvc.yaml"
+    lines, out, stage = path.read_text().splitlines(keepends=True), [], None
+    for line in lines:
+        words = line.split()
+        if line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":"):
+            stage = line.strip()[:-1]
+        if line.strip() == "deps:" and stage in stages():
+            out.append(line)
+            out += [f"      - {f}\n" for f in ordered(runs(module_of(stages()[stage])))]
+            continue
+        if words[:1] == ["-"] and len(words) == 2 and words[1].split("/")[0] in CODE:
+            continue
+        out.append(line)
+    path.write_text("".join(out))
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--write"]:
+        write()
     for name, stage in stages().items():
         print(f"{name}:")
-        for path in sorted(runs(module_of(stage)), key=lambda p: (p.split("/")[0], p)):
+        for path in ordered(runs(module_of(stage))):
             print(f"      - {path}")
     found = {name: p for name, p in problems().items() if p["missing"] or p["stale"]}
     print(json.dumps(found))

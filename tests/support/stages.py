@@ -11,7 +11,13 @@ import yaml
 
 from tests.conftest import ROOT, params_dict
 
-SPARK = {"master": "local[2]", "driver_memory": "1g", "shuffle_partitions": 2, "conf": {}}
+SPARK = {
+    "master": "local[2]",
+    "driver_memory": "1g",
+    "shuffle_partitions": 2,
+    "broadcast_max_rows": 1_000_000,
+    "conf": {},
+}
 
 
 def run_stage(stage: str, params: dict, tmp: Path, *args: str) -> subprocess.CompletedProcess:

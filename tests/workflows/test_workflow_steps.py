@@ -26,7 +26,12 @@ pytestmark = pytest.mark.slow
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 ACTOR = "octo-dev"
-TINY = ["sweep.n_trials=2", "gate.floors.roc_auc=0.55", "gate.floors.logloss=0.3"]
+TINY = [
+    "sweep.n_trials=2",
+    "gate.floors.roc_auc=0.55",
+    "gate.floors.logloss_gain=-0.05",
+    "gate.floors.ece_of_rate=1",
+]
 
 
 @pytest.fixture(scope="module")

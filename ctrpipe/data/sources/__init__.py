@@ -12,7 +12,7 @@ from ctrpipe.data.settings import Data
 
 
 def write(data: Data, out_dir: Path) -> dict[str, int]:
-    if data.source == "synthetic":
+    if data.source.name == "synthetic":
         from ctrpipe.data.sources import synthetic as source
     else:
         from ctrpipe.data.sources import files as source

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ctrpipe.data.settings import Data
+from ctrpipe.data.settings import Data, Synthetic
 from ctrpipe.errors import ConfigError
 
 CHUNK = 1_000_000  # impressions per chunk: bounds memory at any size
@@ -119,7 +119,8 @@ LATE_Z = 1.8808  # the normal 97th percentile: 3% of click delays exceed the win
 def write(data: Data, out_dir: Path) -> dict[str, int]:
     """Write the four raw tables under out_dir; return records written per table."""
     _check(data)
-    world = _world(_rng(data.seed, 0), data)
+    s = data.source.synthetic
+    world = _world(_rng(s.seed, 0), s)
     paths = {name: Path(out_dir) / data.tables[name].path for name in COLUMNS}
     order = {name: list(data.tables[name].columns) for name in COLUMNS}
     for path in paths.values():
@@ -138,12 +139,12 @@ def write(data: Data, out_dir: Path) -> dict[str, int]:
     }
     with open(paths["impressions"], "wb") as impressions, open(paths["clicks"], "wb") as clicks:
         impressions.write((",".join(order["impressions"]) + "\n").encode())
-        for chunk, first in enumerate(range(0, data.rows, CHUNK)):
-            rng = _rng(data.seed, chunk + 1)
-            imp = _impressions(rng, world, data, np.arange(first, min(first + CHUNK, data.rows)))
-            lines = _impression_lines(rng, world, imp, order["impressions"], data.dirty_rate)
+        for chunk, first in enumerate(range(0, s.rows, CHUNK)):
+            rng = _rng(s.seed, chunk + 1)
+            imp = _impressions(rng, world, s, np.arange(first, min(first + CHUNK, s.rows)))
+            lines = _impression_lines(rng, world, imp, order["impressions"], s.dirty_rate)
             click_lines = _click_lines(
-                rng, world, _clicks(rng, imp, data), order["clicks"], data.dirty_rate
+                rng, world, _clicks(rng, imp, s), order["clicks"], s.dirty_rate
             )
             _write_lines(impressions, lines)
             _write_lines(clicks, click_lines)
@@ -153,8 +154,9 @@ def write(data: Data, out_dir: Path) -> dict[str, int]:
 
 
 def _check(data: Data) -> None:
-    if data.seed < 0:
-        raise ConfigError(f"data.seed: must be >= 0 for the synthetic source (got {data.seed})")
+    seed = data.source.synthetic.seed
+    if seed < 0:
+        raise ConfigError(f"data.source.synthetic.seed: must be >= 0 (got {seed})")
     for name, (fmt, *columns) in COLUMNS.items():
         table = data.tables.get(name)
         if table is None or sorted(table.columns) != sorted(columns):
@@ -175,12 +177,12 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(stream,))))
 
 
-def _world(rng: np.random.Generator, data: Data) -> dict:
+def _world(rng: np.random.Generator, s: Synthetic) -> dict:
     """Users, campaigns and slots: traffic shares, click effects, and the dimension tables."""
     # Users scale with traffic; campaigns and slots grow slowly, as real inventories do.
-    n_users = max(data.rows // 5, 10)
-    n_campaigns = max(20, round(300 * (data.rows / 1e6) ** 0.2))
-    n_slots = max(50, round(2000 * (data.rows / 1e6) ** 0.2))
+    n_users = max(s.rows // 5, 10)
+    n_campaigns = max(20, round(300 * (s.rows / 1e6) ** 0.2))
+    n_slots = max(50, round(2000 * (s.rows / 1e6) ** 0.2))
     n_advertisers, n_publishers = max(4, n_campaigns // 5), max(5, n_slots // 10)
     advertiser = rng.integers(n_advertisers, size=n_campaigns)
     publisher = rng.integers(n_publishers, size=n_slots)
@@ -238,14 +240,14 @@ def _zipf(n: int, exponent: float, offset: float = 1.0) -> np.ndarray:
     return share / share.sum()
 
 
-def _impressions(rng: np.random.Generator, world: dict, data: Data, seq: np.ndarray) -> dict:
+def _impressions(rng: np.random.Generator, world: dict, s: Synthetic, seq: np.ndarray) -> dict:
     n = len(seq)
     # Traffic by hour of the period: a daily cycle peaking at 20:00 UTC, busier weekends.
-    hours = np.arange(data.days * 24)
-    weekend = (data.start.weekday() + hours // 24) % 7 >= 5
+    hours = np.arange(s.days * 24)
+    weekend = (s.start.weekday() + hours // 24) % 7 >= 5
     traffic = (1 + 0.6 * np.cos(2 * np.pi * (hours % 24 - 20) / 24)) * np.where(weekend, 1.15, 1)
     hour = rng.choice(hours, n, p=traffic / traffic.sum())
-    ts = _epoch(data.start) + hour * 3600 + rng.integers(0, 3600, n)
+    ts = _epoch(s.start) + hour * 3600 + rng.integers(0, 3600, n)
 
     user = rng.choice(len(world["user_share"]), n, p=world["user_share"])
     campaign = rng.choice(len(world["campaign_share"]), n, p=world["campaign_share"])
@@ -286,15 +288,15 @@ def _impressions(rng: np.random.Generator, world: dict, data: Data, seq: np.ndar
     }
 
 
-def _clicks(rng: np.random.Generator, imp: dict, data: Data) -> dict:
+def _clicks(rng: np.random.Generator, imp: dict, s: Synthetic) -> dict:
     # Log-normal delay with a one-minute median, spread so ~3% of clicks miss the window.
     at = np.flatnonzero(imp["clicked"])
-    sigma = max(np.log(data.label.window_seconds / 60) / LATE_Z, 0.5)
+    sigma = max(np.log(s.click_window_seconds / 60) / LATE_Z, 0.5)
     delay = np.ceil(60 * np.exp(sigma * rng.standard_normal(len(at)))).astype(np.int64)
     # Orphans: clicks on events that were never logged, at any time of the period.
-    orphans = rng.binomial(len(at), data.dirty_rate / 2)
+    orphans = rng.binomial(len(at), s.dirty_rate / 2)
     where = rng.integers(0, len(at) + 1, size=orphans)
-    orphan_ts = _epoch(data.start) + rng.integers(0, data.days * 86400, orphans)
+    orphan_ts = _epoch(s.start) + rng.integers(0, s.days * 86400, orphans)
     return {
         "event_seq": np.insert(imp["seq"][at], where, ORPHAN_SEQ + imp["seq"][:orphans]),
         "ts": np.insert(imp["ts"][at] + delay, where, orphan_ts),
