@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from ctrpipe import config, params, paths
+from ctrpipe import config, fileio, params, paths
 from ctrpipe.config import describe
 from ctrpipe.errors import ConfigError, exits_cleanly
 from ctrpipe.monitoring.settings import Ops
@@ -154,6 +154,23 @@ def report_cmd(args) -> None:
     against --base and production, slices, quarantine, stage timings) and plots/*.png."""
     out = report.write(args.repo, args.base, args.out, log=args.log, image_base=args.image_base)
     print(f"wrote {out / 'report.md'} and {len(plots.NAMES)} plots in {out / 'plots'}")
+
+
+def infer_cmd(args) -> None:
+    """Draft a data group for the CSV, Parquet and JSON-lines files in --input: tables,
+    types, null tokens, keys, joins, time, features. The label, and which columns leak
+    it, are left as questions (values starting with '??') that `make params` refuses
+    until they are answered."""
+    from ctrpipe.data import infer  # pyarrow's compute: only for this command
+
+    if args.out.exists() and not args.force:
+        raise ConfigError(f"{args.out}: exists; give --force to replace it")
+    text = infer.draft(args.input)
+    fileio.write_text(args.out, text)
+    print(
+        f"wrote {args.out}: answer its questions (lines with '??'), then set "
+        f"data: {args.out.stem} in conf/config.yaml and run `make params repro`"
+    )
 
 
 def serve_cmd(args) -> None:
@@ -318,6 +335,11 @@ def parser() -> argparse.ArgumentParser:
         add(name, func, func.__doc__.splitlines()[0]).add_argument(
             "--json", action="store_true", help="machine-readable output"
         )
+
+    cmd = add("infer", infer_cmd, "draft a data group for the files in a folder")
+    cmd.add_argument("--input", type=Path, required=True, help="the folder, e.g. data/external")
+    cmd.add_argument("--out", type=Path, required=True, help="e.g. conf/data/mine.yaml")
+    cmd.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     cmd = add("fetch", fetch_cmd, "download and verify a version's package")
     which = cmd.add_mutually_exclusive_group(required=True)

@@ -16,11 +16,13 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from ctrpipe import config
+from ctrpipe import config, fileio
+from ctrpipe.errors import ConfigError, exits_cleanly
 
 S = TypeVar("S", bound=BaseModel)
 ROOT = Path(__file__).resolve().parent.parent  # the project, where conf/ is
 CONF_DIR = "conf"
+QUESTION = "?? "  # a drafted value (`ctrpipe infer`) a person must replace
 CONFIG_NAME = "config"
 
 
@@ -31,8 +33,24 @@ def compose(
 
     root = Path(root).resolve()
     output = root / output
-    compose_and_dump(output, str(root / CONF_DIR), None, CONFIG_NAME, str(root), list(overrides))
+    with fileio.atomic_path(output, suffix=".yaml") as tmp:
+        compose_and_dump(tmp, str(root / CONF_DIR), None, CONFIG_NAME, str(root), list(overrides))
+        check_answered(config.read_raw(tmp), output)
     return output
+
+
+def check_answered(raw, output: Path, key: str = "") -> None:
+    """ConfigError, and no params.yaml, while a value is still a drafted QUESTION."""
+    if isinstance(raw, dict):
+        for name, value in raw.items():
+            check_answered(value, output, f"{key}.{name}" if key else str(name))
+    elif isinstance(raw, list):
+        for value in raw:
+            check_answered(value, output, key)
+    elif isinstance(raw, str) and raw.startswith(QUESTION):
+        raise ConfigError(
+            f"{output.name} not written: {key} is a question to answer in conf/: {raw[3:]}"
+        )
 
 
 def is_current(root: str | Path = ".") -> bool:
@@ -54,5 +72,10 @@ def groups(repo: str | Path, schema: type[S]) -> S:
     return config.validate_groups(found, schema, path)
 
 
+@exits_cleanly
+def main(argv: list[str]) -> None:
+    print(f"wrote {compose(overrides=argv)}")
+
+
 if __name__ == "__main__":
-    print(f"wrote {compose(overrides=sys.argv[1:])}")
+    main(sys.argv[1:])

@@ -1,0 +1,66 @@
+"""`infer` on a user's folder, the questions answered, then `dvc repro` to the end."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import yaml
+
+from ctrpipe import params, paths
+from tests.support import loans_by_year, retail
+from tests.support.project import attempt, copy_project, run, stage_runs
+
+pytestmark = pytest.mark.slow
+
+FIXTURES = {
+    "retail": (lambda f: retail.write(f, orders=4000), {"column": "late", "positive": [1]}),
+    "loans": (loans_by_year.write, {"column": "repaid", "table": "outcomes", "positive": [False]}),
+}
+
+
+@pytest.mark.parametrize("name", list(FIXTURES))
+def test_a_drafted_group_with_its_label_answered_runs_to_the_gate(name, tmp_path):
+    write, label = FIXTURES[name]
+    repo = copy_project(tmp_path / "repo")
+    write(repo / "data" / "external")
+    draft = repo / "conf" / "data" / "mine.yaml"
+    run(
+        [sys.executable, "-m", "ctrpipe", "infer", "--input", "data/external", "--out", str(draft)],
+        repo,
+    )
+    for name_, old, new in (
+        ("config.yaml", "data: synthetic", "data: mine"),
+        ("spark/local.yaml", "driver_memory: 4g", "driver_memory: 1g"),
+        ("sweep/tpe.yaml", "n_trials: 12", "n_trials: 3"),
+    ):
+        path = repo / "conf" / name_
+        path.write_text(path.read_text().replace(old, new))
+    refused = run_params(repo)
+    assert refused.returncode == 1 and "is a question to answer" in refused.stderr
+    group = yaml.safe_load(draft.read_text())
+    group["label"] = label
+    group["features"]["categorical"] = [
+        c for c in group["features"]["categorical"] if not c.startswith(params.QUESTION)
+    ]
+    draft.write_text(yaml.safe_dump(group, sort_keys=False))
+    for name_, old, new in (
+        ("config.yaml", "data: synthetic", "data: mine"),
+        ("spark/local.yaml", "driver_memory: 4g", "driver_memory: 1g"),
+        ("sweep/tpe.yaml", "n_trials: 12", "n_trials: 3"),
+    ):
+        path = repo / "conf" / name_
+        path.write_text(path.read_text().replace(old, new))
+    assert run_params(repo).returncode == 0
+    run(["git", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", name], repo)
+    out = run(["dvc", "repro"], repo)
+    assert "gate" in stage_runs(out)
+    gate = json.loads((repo / paths.GATE_REPORT).read_text())
+    assert gate["verdict"] == "pass", gate["reason"]
+
+
+def run_params(repo):
+    return attempt([sys.executable, "-m", "ctrpipe.params"], repo)
