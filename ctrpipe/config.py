@@ -32,7 +32,7 @@ class Spark(Strict):
     shuffle_partitions: int = Field(gt=0)
     # A dimension table of at most this many rows is broadcast to its join.
     broadcast_max_rows: int = Field(ge=0)
-    conf: dict[str, str | int | float | bool] = {}
+    conf: dict[str, str | int | float | bool]  # passed to Spark as they are
 
 
 class Params(BaseModel):

@@ -158,7 +158,13 @@ def _dump(path: Path) -> None:
     from pyspark import SparkContext
 
     spark = session(
-        Spark(master="local[1]", driver_memory="1g", shuffle_partitions=1, broadcast_max_rows=0),
+        Spark(
+            master="local[1]",
+            driver_memory="1g",
+            shuffle_partitions=1,
+            broadcast_max_rows=0,
+            conf={},
+        ),
         app="class-archive",
         dump_classes=path,
     )

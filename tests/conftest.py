@@ -66,7 +66,11 @@ def spark():
 
     s = session(
         config.Spark(
-            master="local[2]", driver_memory="1g", shuffle_partitions=2, broadcast_max_rows=10**6
+            master="local[2]",
+            driver_memory="1g",
+            shuffle_partitions=2,
+            broadcast_max_rows=10**6,
+            conf={},
         ),
         app="tests",
     )

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from ctrpipe import config, params
 from ctrpipe.data.settings import Column, Data, Table
 from ctrpipe.errors import ConfigError
 from ctrpipe.model import settings
+from ctrpipe.monitoring.settings import Monitor, Simulate
+from ctrpipe.release.settings import Gate
+from ctrpipe.serving.settings import Serve
 from tests.conftest import ROOT, params_dict
 
 pytestmark = pytest.mark.unit
@@ -158,3 +162,49 @@ def test_a_group_error_names_the_params_file_it_came_from(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=rf"^{path}: sweep.n_trials: "):
         config.load(path).section("sweep", settings.Sweep)
+
+
+# Fields whose default is a convention of the schema, not a tuned value conf/ holds.
+CONVENTIONS = {"above"}  # a limit's direction: which way is bad
+
+
+def defaults_against(schema, values: dict, key: str) -> list[str]:
+    """Every default of `schema` that conf's `values` lack or hold otherwise."""
+    problems = []
+    for name, field in schema.model_fields.items():
+        where, nested = f"{key}.{name}", field.annotation
+        if name in CONVENTIONS:
+            continue
+        if name not in values:
+            if not field.is_required():
+                problems.append(f"{where}: the schema's default is not in conf/")
+        elif isinstance(nested, type) and issubclass(nested, BaseModel):
+            problems += defaults_against(nested, values[name], where)
+        elif (
+            not field.is_required() and field.get_default(call_default_factory=True) != values[name]
+        ):
+            problems.append(
+                f"{where}: the schema says {field.get_default()!r}, conf/ {values[name]!r}"
+            )
+    return problems
+
+
+def test_every_schema_default_is_the_value_conf_holds():
+    """Values live in conf/: a schema default differs from none of them, and conf/ spells
+    every one, so code that builds a group without params.yaml gets conf's values."""
+    raw = params_dict()
+    groups = {
+        "spark": config.Spark,
+        "model": settings.Model,
+        "sweep": settings.Sweep,
+        "evaluate": settings.Evaluate,
+        "package": settings.Package,
+        "gate": Gate,
+        "serve": Serve,
+        "monitor": Monitor,
+        "simulate": Simulate,
+    }
+    problems = [
+        p for name, schema in groups.items() for p in defaults_against(schema, raw[name], name)
+    ]
+    assert not problems, "; ".join(problems)

@@ -14,7 +14,7 @@ from ctrpipe.config import Strict
 
 class Encoding(Strict):
     max_categories: int = Field(200, gt=0)
-    min_count: int = Field(1, gt=0)
+    min_count: int = Field(20, gt=0)
 
 
 class Model(Strict):
@@ -54,7 +54,7 @@ class Pruner(Strict):
 
 class Sweep(Strict):
     n_trials: int = Field(gt=0)
-    sampler_seed: int = 0
+    sampler_seed: int = 17
     sample_rows: int = Field(100_000, gt=0)
     pruner: Pruner = Pruner()
     space: dict[str, Dimension] = Field(min_length=1)

@@ -115,7 +115,7 @@ class Simulate(Strict):
     seed: int = 7
     out: str = "reports/simulate"
     drift: dict[str, dict[str, str | float]] = {}
-    retrain_command: list[str] = []
+    retrain_command: list[str]  # what an alarm runs in place of the dispatch ([]: none)
 
 
 class Ops(BaseModel):
