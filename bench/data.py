@@ -7,7 +7,7 @@ size, side by side in one run.
     python bench/data.py --rows 3e5 --runs 1
 
 Each run is the real stage entry points in subprocesses (bench/pipeline.py's
-run_measured: wall time and the peak memory of the process tree).
+ingest_and_generate: wall time and the peak memory of the process tree).
 """
 
 from __future__ import annotations
@@ -23,37 +23,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import run_measured  # bench/pipeline.py, this folder
+from pipeline import ingest_and_generate  # bench/pipeline.py, this folder
 from train import machine  # bench/train.py, this folder
 
 from tests.support import retail
-
-SPLITS = ("train", "validation", "golden")
-
-
-def stages(params: Path, work: Path) -> tuple[float, float, int]:
-    py = sys.executable
-    raw = work / "raw"
-    ingest = run_measured([py, "-m", "stages.ingest", "--params", str(params), "--out", str(raw)])
-    generate = run_measured(
-        [
-            py,
-            "-m",
-            "stages.generate",
-            "--params",
-            str(params),
-            "--raw",
-            str(raw),
-            *(f"--{s}={work / s}.parquet" for s in SPLITS),
-            "--features",
-            str(work / "features.json"),
-            "--quarantine",
-            str(work / "quarantine"),
-            "--metrics",
-            str(work / "metrics.json"),
-        ]
-    )
-    return ingest[0], generate[0], max(ingest[1], generate[1])
 
 
 def params_for(data: dict, path: Path) -> Path:
@@ -85,7 +58,7 @@ def main(argv=None) -> None:
             for name, params in cases.items():
                 work = tmp / f"run{i}-{len(results[name])}-{name[:5]}"
                 work.mkdir()
-                results[name].append(stages(params, work))
+                results[name].append(ingest_and_generate(params, work))
                 ingest, generate, peak = results[name][-1]
                 print(
                     f"{name:>26} {ingest:9.1f} {generate:11.1f} {ingest + generate:8.1f} "

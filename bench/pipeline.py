@@ -51,23 +51,19 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
     return elapsed, peak
 
 
-def bench_size(rows: int, tmp: Path) -> dict:
-    work = tmp / f"rows{rows}"
-    work.mkdir()
-    p = params.compose(work / "params.yaml", [f"data.source.synthetic.rows={rows}"], root=ROOT)
-    py = sys.executable
-    ingest = run_measured(
-        [py, "-m", "stages.ingest", "--params", str(p), "--out", str(work / "raw")]
-    )
+def ingest_and_generate(params: Path, work: Path) -> tuple[float, float, int]:
+    """Both stages as DVC runs them, into `work`: their seconds and the peak memory."""
+    py, raw = sys.executable, work / "raw"
+    ingest = run_measured([py, "-m", "stages.ingest", "--params", str(params), "--out", str(raw)])
     generate = run_measured(
         [
             py,
             "-m",
             "stages.generate",
             "--params",
-            str(p),
+            str(params),
             "--raw",
-            str(work / "raw"),
+            str(raw),
             *(f"--{s}={work / s}.parquet" for s in ("train", "validation", "golden")),
             "--features",
             str(work / "features.json"),
@@ -77,12 +73,15 @@ def bench_size(rows: int, tmp: Path) -> dict:
             str(work / "metrics.json"),
         ]
     )
-    return {
-        "rows": rows,
-        "ingest_s": ingest[0],
-        "generate_s": generate[0],
-        "peak_gib": max(ingest[1], generate[1]) / 2**30,
-    }
+    return ingest[0], generate[0], max(ingest[1], generate[1])
+
+
+def bench_size(rows: int, tmp: Path) -> dict:
+    work = tmp / f"rows{rows}"
+    work.mkdir()
+    p = params.compose(work / "params.yaml", [f"data.source.synthetic.rows={rows}"], root=ROOT)
+    ingest, generate, peak = ingest_and_generate(p, work)
+    return {"rows": rows, "ingest_s": ingest, "generate_s": generate, "peak_gib": peak / 2**30}
 
 
 def noop_repro(times: int = 5) -> float:

@@ -104,11 +104,16 @@ def read_tables(folder: Path) -> dict[str, Table]:
         groups.setdefault((path.parent, path.suffix.lower()), []).append(path)
     tables = {}
     for (parent, suffix), paths in sorted(groups.items()):
-        read = [read_file(p, folder) for p in paths]
-        if len(read) > 1 and all(t.columns.keys() == read[0].columns.keys() for t in read):
-            rel = (parent / f"*{suffix}").relative_to(folder).as_posix()
-            merged = merge(read, name_of(parent.relative_to(folder).as_posix() or "table"), rel)
-            read = [merged]
+        # Files of one folder and one header are one table, drafted from a sample of them.
+        read = []
+        if len(paths) > 1 and len({tuple(names_of(p)) for p in paths}) == 1:
+            read = sampled(paths, folder)
+            if all(t.columns.keys() == read[0].columns.keys() for t in read):
+                rel = (parent / f"*{suffix}").relative_to(folder).as_posix()
+                read = [merge(read, name_of(parent.relative_to(folder).as_posix() or "table"), rel)]
+            else:
+                read = []
+        read = read or [read_file(p, folder) for p in paths]
         for table in read:
             name = table.name
             while name in tables:
@@ -116,6 +121,31 @@ def read_tables(folder: Path) -> dict[str, Table]:
             tables[name] = table
             table.name = name
     return tables
+
+
+def sampled(paths: list[Path], folder: Path) -> list[Table]:
+    """The files of a folder read in order until the sample holds SAMPLE_ROWS rows (a
+    year of daily logs is not read whole to draft a group)."""
+    read = []
+    for path in paths:
+        read.append(read_file(path, folder))
+        if sum(t.rows for t in read) >= SAMPLE_ROWS:
+            break
+    return read
+
+
+def names_of(path: Path) -> list[str]:
+    """A file's column names, from its header or footer alone (JSON lines: none)."""
+    fmt = SUFFIXES[path.suffix.lower()]
+    try:
+        if fmt == "parquet":
+            return pq.read_schema(path).names
+        if fmt == "json":
+            return []
+        with path.open(encoding="utf-8", newline="") as f:
+            return f.readline().strip().split(",")
+    except (OSError, UnicodeDecodeError, pa.ArrowException) as exc:
+        raise DataError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
 
 
 def name_of(stem: str) -> str:

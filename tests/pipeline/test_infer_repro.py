@@ -10,7 +10,15 @@ import yaml
 
 from ctrpipe import params, paths
 from tests.support import loans_by_year, retail
-from tests.support.project import attempt, copy_project, run, stage_runs
+from tests.support.project import (
+    SMALL,
+    attempt,
+    commit_project,
+    copy_project,
+    edit_conf,
+    run,
+    stage_runs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +38,14 @@ def test_a_drafted_group_with_its_label_answered_runs_to_the_gate(name, tmp_path
         [sys.executable, "-m", "ctrpipe", "infer", "--input", "data/external", "--out", str(draft)],
         repo,
     )
-    for name_, old, new in (
-        ("config.yaml", "data: synthetic", "data: mine"),
-        ("spark/local.yaml", "driver_memory: 4g", "driver_memory: 1g"),
-        ("sweep/tpe.yaml", "n_trials: 12", "n_trials: 3"),
-    ):
-        path = repo / "conf" / name_
-        path.write_text(path.read_text().replace(old, new))
+    edit_conf(
+        repo,
+        {
+            **SMALL,
+            "config.yaml": ("data: synthetic", "data: mine"),
+            "sweep/tpe.yaml": ("n_trials: 12", "n_trials: 3"),
+        },
+    )
     refused = run_params(repo)
     assert refused.returncode == 1 and "is a question to answer" in refused.stderr
     group = yaml.safe_load(draft.read_text())
@@ -45,17 +54,7 @@ def test_a_drafted_group_with_its_label_answered_runs_to_the_gate(name, tmp_path
         c for c in group["features"]["categorical"] if not c.startswith(params.QUESTION)
     ]
     draft.write_text(yaml.safe_dump(group, sort_keys=False))
-    for name_, old, new in (
-        ("config.yaml", "data: synthetic", "data: mine"),
-        ("spark/local.yaml", "driver_memory: 4g", "driver_memory: 1g"),
-        ("sweep/tpe.yaml", "n_trials: 12", "n_trials: 3"),
-    ):
-        path = repo / "conf" / name_
-        path.write_text(path.read_text().replace(old, new))
-    assert run_params(repo).returncode == 0
-    run(["git", "init", "-q"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", name], repo)
+    commit_project(repo, name)
     out = run(["dvc", "repro"], repo)
     assert "gate" in stage_runs(out)
     gate = json.loads((repo / paths.GATE_REPORT).read_text())

@@ -17,7 +17,15 @@ import yaml
 from ctrpipe import paths
 from ctrpipe.model import metrics
 from tests.support import retail
-from tests.support.project import attempt, copy_project, run, stage_runs
+from tests.support.project import (
+    SMALL,
+    attempt,
+    commit_project,
+    copy_project,
+    edit_conf,
+    run,
+    stage_runs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +37,15 @@ def repo(tmp_path_factory):
     group = retail.data_config(repo / "data" / "external")
     group["input_dir"] = "data/external"
     (repo / "conf" / "data" / "retail.yaml").write_text(yaml.safe_dump(group, sort_keys=False))
-    config = repo / "conf" / "config.yaml"
-    config.write_text(config.read_text().replace("data: synthetic", "data: retail"))
-    spark = repo / "conf" / "spark" / "local.yaml"
-    spark.write_text(spark.read_text().replace("driver_memory: 4g", "driver_memory: 1g"))
-    sweep = repo / "conf" / "sweep" / "tpe.yaml"
-    sweep.write_text(sweep.read_text().replace("n_trials: 12", "n_trials: 4"))
-    run(["git", "init", "-q"], repo)
-    run([sys.executable, "-m", "ctrpipe.params"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "retail"], repo)
+    edit_conf(
+        repo,
+        {
+            **SMALL,
+            "config.yaml": ("data: synthetic", "data: retail"),
+            "sweep/tpe.yaml": ("n_trials: 12", "n_trials: 4"),
+        },
+    )
+    commit_project(repo, "retail")
     return repo
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import yaml
 
 from ctrpipe import paths
 from ctrpipe.model import package
-from tests.support.project import copy_project, run, stage_runs
+from tests.support.project import SMALL, commit_project, copy_project, edit_conf, run, stage_runs
 
 pytestmark = pytest.mark.slow
 
@@ -38,14 +37,8 @@ def lock_hashes(repo: Path) -> dict[str, str]:
 def repo(tmp_path_factory) -> Path:
     repo = copy_project(tmp_path_factory.mktemp("project"))
     # The tiny preset keeps the whole run under a minute.
-    config = repo / "conf" / "config.yaml"
-    config.write_text(config.read_text().replace("data: synthetic", "data: tiny"))
-    spark = repo / "conf" / "spark" / "local.yaml"
-    spark.write_text(spark.read_text().replace("driver_memory: 4g", "driver_memory: 1g"))
-    run(["git", "init", "-q"], repo)
-    run([sys.executable, "-m", "ctrpipe.params"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], repo)
+    edit_conf(repo, {**SMALL, "config.yaml": ("data: synthetic", "data: tiny")})
+    commit_project(repo, "tiny")
     return repo
 
 

@@ -53,6 +53,26 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+def edit_conf(repo: Path, changes: dict[str, tuple[str, str]]) -> None:
+    """Replace text in conf/ files: {"config.yaml": ("data: synthetic", "data: tiny")}."""
+    for name, (old, new) in changes.items():
+        path = repo / "conf" / name
+        text = path.read_text()
+        assert old in text, (name, old)
+        path.write_text(text.replace(old, new))
+
+
+SMALL = {"spark/local.yaml": ("driver_memory: 4g", "driver_memory: 1g")}
+
+
+def commit_project(repo: Path, message: str) -> None:
+    """params.yaml composed from conf/, and everything committed in a new git repo."""
+    run(["git", "init", "-q"], repo)
+    run([sys.executable, "-m", "ctrpipe.params"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], repo)
+
+
 def stage_runs(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
 
