@@ -4,7 +4,10 @@ year or no time at all. Each dataset is written by tests/support and read as a u
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 import xgboost as xgb
@@ -116,3 +119,80 @@ def test_a_label_in_its_own_table_and_a_year_for_time(spark, tmp_path):
     assert set(years[rows[split.SPLIT] == "golden"]) == {2022}
     assert years[rows[split.SPLIT] == "train"].max() < 2020
     assert 0 < rows["label"].mean() < 0.5
+
+
+def test_json_lines_with_epoch_seconds_null_tokens_and_trimmed_text(spark, tmp_path):
+    """Events in JSON lines: time in epoch seconds, "N/A" for a missing score, text
+    padded with spaces; and a CSV whose time is a date."""
+    folder = tmp_path / "events"
+    folder.mkdir()
+    start = 1_767_225_600  # 2026-01-01 00:00:00 UTC
+    lines = [
+        {
+            "id": f"e{i}",
+            "at": start + i * 3600,
+            "kind": f"  {'ab'[i % 2]}  ",
+            "score": "N/A" if i % 3 == 0 else str(i / 10),
+            "hit": i % 2,
+        }
+        for i in range(240)
+    ]
+    (folder / "events.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    raw = {
+        "source": "files",
+        "input_dir": str(folder),
+        "tables": {
+            "events": {
+                "path": "events.jsonl",
+                "key": "id",
+                "trim": True,
+                "null_values": ["N/A"],
+                "columns": {
+                    "id": {"type": "string", "nullable": False},
+                    "at": {"type": "long", "nullable": False},
+                    "kind": {"type": "string", "values": ["a", "b"]},
+                    "score": {"type": "double"},
+                    "hit": {"type": "int", "nullable": False},
+                },
+            }
+        },
+        "base": "events",
+        "time": "at",
+        "time_unit": "seconds",
+        "label": {"column": "hit"},
+        "features": {"categorical": ["kind"], "numeric": ["score"], "time": ["hour"]},
+        "slices": [],
+        "split": {
+            "by": "time",
+            "validation_start": "2026-01-07",
+            "golden": {"start": "2026-01-09", "end": "2026-01-10"},
+        },
+    }
+    built = dataset.build(spark, parse(raw), folder)
+    rows = built.rows.toPandas().sort_values("id")
+    assert built.stats["tables"]["events"]["bad"] == 0  # "  a  " trimmed, "N/A" a null
+    assert set(rows["kind"]) == {"a", "b"} and rows["score"].isna().sum() == 80
+    assert rows["at"].min() == pd.Timestamp("2026-01-01 00:00:00")
+    assert (rows["hour"] == rows["at"].dt.hour).all()
+
+    (folder / "days.csv").write_text(
+        "id,day,x,hit\n"
+        + "".join(f"d{i},2026-01-{1 + i % 12:02d},{i},{i % 2}\n" for i in range(120))
+    )
+    raw["tables"] = {
+        "days": {
+            "path": "days.csv",
+            "key": "id",
+            "columns": {
+                "id": {"type": "string", "nullable": False},
+                "day": {"type": "date", "nullable": False},
+                "x": {"type": "double"},
+                "hit": {"type": "int", "nullable": False},
+            },
+        }
+    }
+    raw.update(base="days", time="day", features={"numeric": ["x"]})
+    del raw["time_unit"]
+    days = dataset.build(spark, parse(raw), folder).rows.toPandas()
+    assert set(days["day"].dt.strftime("%H:%M")) == {"00:00"}
+    assert set(days[days[split.SPLIT] == "golden"]["day"].dt.day) == {9}
