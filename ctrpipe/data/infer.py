@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
+from ctrpipe.data.settings import joined_name
 from ctrpipe.errors import DataError
 from ctrpipe.fileio import FORMATS
 from ctrpipe.params import QUESTION
@@ -536,7 +537,7 @@ def feature_columns(
         for column, c in other.columns.items():
             if column in j.key:
                 continue
-            name = column if column not in taken else f"{j.table}_{column}"
+            name = joined_name(j.table, column, taken)
             taken.add(name)
             named.append((name, c))
     categorical = [

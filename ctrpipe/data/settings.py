@@ -277,6 +277,12 @@ class Joined:
     name: str  # in the joined rows: the column, or <table>_<column> when taken
 
 
+def joined_name(table: str, column: str, taken) -> str:
+    """A dimension column's name in the joined rows: its own, or <table>_<column> where
+    they have that name already (generate, the config check and infer all ask here)."""
+    return column if column not in taken else f"{table}_{column}"
+
+
 def joined_columns(data: Data) -> list[Joined]:
     """Every dimension column the joins add, in join order, renamed where the joined rows
     already have its name. Generate and the config check both read this."""
@@ -287,7 +293,7 @@ def joined_columns(data: Data) -> list[Joined]:
         for column in table.columns:
             if column in join.keys:
                 continue
-            name = column if column not in names else f"{join.table}_{column}"
+            name = joined_name(join.table, column, names)
             out.append(Joined(join.table, column, name))
             names.add(name)
     return out
@@ -325,7 +331,7 @@ def check_references(data: Data) -> None:
         for column, declared in dim.columns.items():
             if column in join.keys:
                 continue
-            name = column if column not in joined else f"{join.table}_{column}"
+            name = joined_name(join.table, column, joined)
             if name in joined:
                 raise ValueError(
                     f"joins.{i}: column '{column}' of table '{join.table}' is taken, and "

@@ -298,9 +298,3 @@ def add_bucket_sums(totals: dict, batch: pa.RecordBatch, slices: list[str]) -> N
                 if (name, key) not in totals:
                     totals[name, key] = np.zeros((4, BUCKETS))
                 totals[name, key] += sums[:, code]
-
-
-def bucket_probability(bucket: np.ndarray) -> np.ndarray:
-    """The probability at the middle of each log-odds bucket."""
-    logit = (np.asarray(bucket, np.float64) + 0.5) / BUCKETS * 2 * LOGIT - LOGIT
-    return 1 / (1 + np.exp(-logit))

@@ -257,21 +257,18 @@ def baseline(s: Scored, label_rate: float) -> dict:
 def floor_checks(m: dict, base: dict, settings: Gate) -> list[Check]:
     """The floors against the trivial model's figures (and absolute caps, if set)."""
     floors = settings.floors
-    logloss = base["logloss"] * (1 - floors.logloss_gain)
-    ece = floors.ece_of_rate * base["positive_rate"]
+    logloss = capped(base["logloss"] * (1 - floors.logloss_gain), floors.logloss)
+    ece = capped(floors.ece_of_rate * base["positive_rate"], floors.ece)
     return [
         at_least("floor.roc_auc", "roc_auc", m.get("roc_auc"), floors.roc_auc),
-        at_most(
-            "floor.logloss", "logloss", m.get("logloss"), min(logloss, floors.logloss or logloss)
-        ),
-        at_most(
-            "floor.ece",
-            "ece",
-            m.get("ece"),
-            min(ece, floors.ece if floors.ece is not None else ece),
-        ),
+        at_most("floor.logloss", "logloss", m.get("logloss"), logloss),
+        at_most("floor.ece", "ece", m.get("ece"), ece),
         at_most("floor.size_bytes", "model.onnx bytes", m.get("size_bytes"), floors.size_bytes),
     ]
+
+
+def capped(limit: float, cap: float | None) -> float:
+    return limit if cap is None else min(limit, cap)
 
 
 def at_least(name: str, what: str, value, limit: float) -> Check:
