@@ -80,8 +80,9 @@ def with_row_id(data: Data) -> tuple[dict[str, Table], str]:
 
 
 def row_id(base: Table):
-    if not base.keys:
-        return F.xxhash64(*base.columns).cast("string")
+    if not base.keys:  # with trim, records equal once trimmed are copies too
+        values = [F.trim(F.col(c)) if base.trim else F.col(c) for c in base.columns]
+        return F.xxhash64(*values).cast("string")
     return F.concat_ws("\u001f", *base.keys)  # a separator no key value holds
 
 

@@ -152,20 +152,23 @@ def check(raw: DataFrame, table: Table) -> DataFrame:
     reasons = [F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_record"))]
     for i, (name, col) in enumerate(table.columns.items()):
         reasons += _column_reasons(name, col, F.col(f"_missing{i}"), F.col(f"_value{i}"))
+    # Keys are compared as the joins see them, typed (and trimmed): " a" and "a" are one.
+    keys = [f"_value{names.index(k)}" for k in table.keys]
     checked = flags.select(
         *[F.col(n).cast("string") for n in names],
         F.col(CORRUPT),
         F.col(FILE),
         F.coalesce(*reasons).alias(REASON),
+        *keys,
     )
     if not table.keys:
         return checked
     # Among records good so far, a repeated key keeps one (the smallest record) only.
     order = [F.col(REASON).isNotNull()] + [F.col(n).asc_nulls_first() for n in table.columns]
-    rank = F.row_number().over(Window.partitionBy(*table.keys).orderBy(*order, FILE))
+    rank = F.row_number().over(Window.partitionBy(*keys).orderBy(*order, FILE))
     reason = f"duplicate_key:{'+'.join(table.keys)}"
     dup = F.when(F.col(REASON).isNull() & (rank > 1), F.lit(reason))
-    return checked.withColumn(REASON, F.coalesce(F.col(REASON), dup))
+    return checked.withColumn(REASON, F.coalesce(F.col(REASON), dup)).drop(*keys)
 
 
 def _missing(name: str, table: Table) -> SparkColumn:

@@ -80,6 +80,18 @@ def test_bad_records_are_quarantined_with_one_reason_each(built):
     assert rows_by_id(built)["e01"]["floor_price"] == 0.1
 
 
+def test_a_key_repeated_with_spaces_around_it_is_a_duplicate_when_trimmed(spark, tmp_path):
+    """Keys are compared as the join reads them: with trim, " c1 " is c1, so the join
+    does not give each c1 impression two rows."""
+    raw = tinyraw.write(tmp_path / "raw")
+    with (raw / "campaigns.csv").open("a") as f:
+        f.write(" c1 ,a1,travel,100.0\n")
+    params = make_params(data={"tables": {"campaigns": {"trim": True}}, **TINY["data"]})
+    built = build_and_write(spark, params, raw, tmp_path / "out")
+    assert built.stats["tables"]["campaigns"]["reasons"] == {"duplicate_key:campaign_id": 1}
+    assert built.rows.count() == len(tinyraw.IMPRESSIONS)
+
+
 def test_splits_by_time_with_a_fixed_golden_window(built):
     rows = rows_by_id(built)
     assert {e for e, r in rows.items() if r[split.SPLIT] == "golden"} == {"e09", "e10"}
@@ -161,11 +173,16 @@ def test_empty_golden_window_is_refused(spark, tmp_path):
         build_and_write(spark, params, raw, tmp_path / "out")
 
 
-def test_base_without_a_key_gets_a_content_id_and_loses_exact_copies(spark, tmp_path):
+@pytest.mark.parametrize("trim", [False, True], ids=["exact", "equal-once-trimmed"])
+def test_base_without_a_key_gets_a_content_id_and_loses_exact_copies(spark, tmp_path, trim):
     raw = tinyraw.write(tmp_path / "raw")
+    copy = tinyraw.impression_line(*tinyraw.IMPRESSIONS[2][:6])  # a copy of e03
+    if trim:
+        copy = ",".join(f" {value} " for value in copy.split(","))
     with (raw / "impressions.csv").open("a") as f:
-        f.write(tinyraw.impression_line(*tinyraw.IMPRESSIONS[2][:6]) + "\n")  # exact copy of e03
-    params = make_params(data={"tables": {"impressions": {"key": None}}, **TINY["data"]})
+        f.write(copy + "\n")
+    table = {"key": None, "trim": trim}
+    params = make_params(data={"tables": {"impressions": table}, **TINY["data"]})
     built = build_and_write(spark, params, raw, tmp_path / "out")
     assert built.key == dataset.ROW_ID
     assert built.stats["tables"]["impressions"]["reasons"] == {"duplicate_key:row_id": 1}
