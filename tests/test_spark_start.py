@@ -47,6 +47,14 @@ def test_another_environment_gets_an_archive_of_its_own(tmp_path):
     assert spark.archive_key(path, text, tmp_path / "one") != one
 
 
+def test_off_writes_no_archive(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CTRPIPE_CACHE", str(tmp_path))
+    monkeypatch.setenv("CTRPIPE_CLASS_ARCHIVE", "off")
+    spark.main([])
+    assert "CTRPIPE_CLASS_ARCHIVE=off" in capsys.readouterr().out
+    assert not list(tmp_path.rglob("*.jsa"))
+
+
 def test_a_session_starts_with_a_built_archive_and_runs_a_job(tmp_path):
     env = {**os.environ, "CTRPIPE_CACHE": str(tmp_path)}
     built = subprocess.run(
