@@ -234,6 +234,7 @@ def read_log(log: str | Path) -> list[StageRun]:
     return parse_log(text)
 
 
+GATE_STAGE = "gate"
 RUNNING = re.compile(r"^Running stage '(?P<name>[^']+)':")
 SKIPPED = re.compile(r"^Stage '(?P<name>[^']+)' didn't change, skipping")
 CACHED = re.compile(r"^Stage '(?P<name>[^']+)' is cached - skipping run")
@@ -300,6 +301,13 @@ def markdown(
         f"and {prod_text}.",
         "",
     ]
+    if stages is not None and GATE_STAGE not in {s.name for s in stages}:
+        lines += [
+            "The gate below is the one committed on this branch: this run's `dvc repro` "
+            "did not reach it (a fork's pull request stops before it, with no "
+            "credentials to fetch production's package).",
+            "",
+        ]
     lines += gate_section(gate)
     lines += params_section(params, on_base)
     lines += [f"## Metrics against {on_base}", ""]

@@ -21,35 +21,17 @@ import yaml
 
 from ctrpipe import paths
 from ctrpipe.release import fetch, publish, registry, remote
-from tests.support.project import attempt, copy_project, run
+from tests.support.project import FEW_TREES, GATED, attempt, copy_project, run
 from tests.support.s3server import S3Server
 
 pytestmark = pytest.mark.slow
 
 AUTHOR = ("Ada Publisher", "ada@example.com")
-# The tiny preset at 60k rows (a golden day of about 4k rows, enough for the bootstrap to
-# tell a real model from three shallow trees), a short sweep, floors such a model can
-# meet, and room for the real model to be much bigger than the first, tiny one.
-BASE = [
-    "data.source.synthetic.rows=60000",
-    "sweep.n_trials=2",
-    "gate.floors.roc_auc=0.55",
-    "gate.floors.logloss_gain=-0.05",
-    "gate.floors.ece_of_rate=1",
-    "gate.guards.size_ratio=50",
-    "gate.guards.latency_ratio=3",
-]
 ONE_SHALLOW_TREE = [
     "model.num_boost_round=1",
     "sweep.n_trials=1",
     "sweep.space.max_depth.low=1",
     "sweep.space.max_depth.high=1",
-]
-FEW_TREES = [
-    "model.num_boost_round=3",
-    "sweep.n_trials=1",
-    "sweep.space.max_depth.low=2",
-    "sweep.space.max_depth.high=2",
 ]
 
 
@@ -87,7 +69,7 @@ def repo(tmp_path_factory, s3) -> Path:
 
 def build(repo: Path, *overrides: str) -> dict:
     """Compose params, `dvc repro`, commit: a candidate; its gate.json."""
-    run([sys.executable, "-m", "ctrpipe.params", *BASE, *overrides], repo)
+    run([sys.executable, "-m", "ctrpipe.params", *GATED, *overrides], repo)
     run(["dvc", "repro"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", f"candidate {' '.join(overrides) or 'default'}"], repo)

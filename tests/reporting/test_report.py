@@ -682,6 +682,24 @@ def test_parse_log():
     assert report.parse_log("nothing here\n") == []
 
 
+def test_a_run_that_stopped_before_the_gate_says_the_gate_is_the_committed_one(
+    project, built, tmp_path
+):
+    committed = "The gate below is the one committed on this branch"
+    assert committed not in (built / "report.md").read_text(encoding="utf-8")  # gate ran
+    log = tmp_path / "repro.log"  # a fork's run: `dvc repro package`
+    log.write_text(
+        "\n".join(
+            line
+            for line in project["log"].read_text().splitlines()
+            if "'gate'" not in line and "'production'" not in line
+        )
+    )
+    out = tmp_path / "pr"
+    ok(report_cli(project["repo"], out, "--base", "main", "--log", str(log)))
+    assert committed in (out / "report.md").read_text(encoding="utf-8")
+
+
 def one_line_error(proc, *needles: str) -> str:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stderr.startswith("error: "), proc.stderr

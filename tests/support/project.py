@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 from ctrpipe import paths
 from tests.conftest import ROOT
@@ -63,6 +66,54 @@ def edit_conf(repo: Path, changes: dict[str, tuple[str, str]]) -> None:
 
 
 SMALL = {"spark/local.yaml": ("driver_memory: 4g", "driver_memory: 1g")}
+
+# The tiny preset at 60k rows (a golden day of about 4k rows, enough for the bootstrap to
+# tell a real model from three shallow trees), a short sweep, floors such a model can
+# meet, and room for the real model to be much bigger than the first, tiny one.
+GATED = [
+    "data.source.synthetic.rows=60000",
+    "sweep.n_trials=2",
+    "gate.floors.roc_auc=0.55",
+    "gate.floors.logloss_gain=-0.05",
+    "gate.floors.ece_of_rate=1",
+    "gate.guards.size_ratio=50",
+    "gate.guards.latency_ratio=3",
+]
+FEW_TREES = [
+    "model.num_boost_round=3",
+    "sweep.n_trials=1",
+    "sweep.space.max_depth.low=2",
+    "sweep.space.max_depth.high=2",
+]
+
+
+def select(repo: Path, group: str, name: str) -> None:
+    """Choose conf/<group>/<name>.yaml in conf/config.yaml's defaults."""
+    path = repo / "conf" / "config.yaml"
+    text, n = re.subn(rf"(?m)^  - {group}: \S+$", f"  - {group}: {name}", path.read_text())
+    assert n == 1, f"conf/config.yaml chooses no {group}"
+    path.write_text(text)
+
+
+def group_files(repo: Path, name: str, overrides: list[str]) -> None:
+    """Overrides (`gate.floors.roc_auc=0.6`) as group files conf/<group>/<name>.yaml on top
+    of each group's current choice, then chosen: values in conf/, as a project keeps them,
+    and the shipped group files untouched."""
+    chosen = dict(
+        re.findall(r"(?m)^  - (\w+): (\S+)$", (repo / "conf" / "config.yaml").read_text())
+    )
+    values: dict[str, dict] = {}
+    for override in overrides:
+        key, value = override.split("=", 1)
+        group, *path = key.split(".")
+        node = values.setdefault(group, {})
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(value)
+    for group, tree in values.items():
+        doc = {"defaults": [chosen[group], "_self_"], **tree}
+        (repo / "conf" / group / f"{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        select(repo, group, name)
 
 
 def commit_project(repo: Path, message: str) -> None:

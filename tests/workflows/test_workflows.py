@@ -83,7 +83,15 @@ def test_permissions_are_granted_per_job_and_pull_requests_only_read(path):
         granted = job["permissions"]
         if "pull_request" in doc["on"] and name == "report":  # runs the PR's code
             assert granted == {"contents": "read", "id-token": "write"}
-            assert "secrets." not in yaml.safe_dump(job)
+            # Secrets only where the pull request comes from this repository (GitHub
+            # gives a fork's run none; the condition says so where a reader looks).
+            assert "secrets." not in yaml.safe_dump({k: v for k, v in job.items() if k != "steps"})
+            for step in job["steps"]:
+                if "secrets." in yaml.safe_dump(step):
+                    assert step["if"] == "env.SAME_REPO == 'true'", step
+                    assert "secrets.AWS_ACCESS_KEY_ID" not in yaml.safe_dump(step), (
+                        "pull requests get the read-only pair, not the publishing one"
+                    )
         for scope, level in granted.items():
             assert level in ("read", "write"), (name, scope)
 
