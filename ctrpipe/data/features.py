@@ -8,12 +8,15 @@ row's future leaks into it.
 
 from __future__ import annotations
 
+from functools import reduce
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from ctrpipe.data.settings import Data, as_list, joined_columns
 
 LABEL = "label"
+PROBE = "_probe"  # history_at's rows at the cut
 WEIGHT = "weight"
 TIME_FEATURES = {"hour": F.hour, "day_of_week": F.dayofweek}
 
@@ -120,8 +123,12 @@ def add_time_features(rows: DataFrame, data: Data) -> DataFrame:
     return rows
 
 
+def key_history_columns(key: str) -> list[str]:
+    return [f"hist_{key}_{kind}" for kind in ("n", "ctr", "recent")]
+
+
 def history_columns(data: Data) -> list[str]:
-    return [f"hist_{key}_{kind}" for key in data.history.keys for kind in ("n", "ctr", "recent")]
+    return [c for key in data.history.keys for c in key_history_columns(key)]
 
 
 def add_history(rows: DataFrame, data: Data) -> DataFrame:
@@ -154,6 +161,31 @@ def add_history(rows: DataFrame, data: Data) -> DataFrame:
             .withColumn(f"hist_{key}_recent", F.when(has_key, recent.cast("double")))
         )
     return rows.drop("_t")
+
+
+def history_at(rows: DataFrame, data: Data, cut) -> dict[str, DataFrame]:
+    """Per history key, each of its values with the aggregates add_history gives a row of
+    that value at time `cut` (a datetime, UTC): what an online lookup serves, from the
+    same code as training. A probe row per value, at the cut and with no label, goes
+    through add_history beside `rows` (labelled, with time). Its windows end before a
+    row's own time, so no row after the cut reaches a probe; the probes are kept, and
+    with the rows goes whatever the probes added to their windows."""
+    keys = data.history.keys
+
+    def probes_of(key: str) -> DataFrame:
+        others = [F.lit(None).cast(rows.schema[k].dataType).alias(k) for k in keys if k != key]
+        return rows.where(F.col(key).isNotNull()).select(key).distinct().select(key, *others)
+
+    probes = reduce(DataFrame.unionByName, [probes_of(key) for key in keys])
+    probes = probes.withColumn(data.time, F.lit(cut).cast(rows.schema[data.time].dataType))
+    both = rows.withColumn(PROBE, F.lit(False)).unionByName(
+        probes.withColumn(PROBE, F.lit(True)), allowMissingColumns=True
+    )
+    probed = add_history(both, data).where(F.col(PROBE))
+    return {
+        key: probed.where(F.col(key).isNotNull()).select(key, *key_history_columns(key))
+        for key in keys
+    }
 
 
 def feature_names(data: Data) -> dict[str, list[str]]:
