@@ -96,31 +96,30 @@ def naive_utc(column: pd.Series) -> pd.Series:
 
 @pytest.mark.parametrize("generated", list(CASES), indirect=True)
 def test_good_and_quarantined_records_add_up_to_those_written(generated):
-    out, (_, written, bad) = generated, CASES[generated.name]
-    table = out.stats["tables"][out.base]
+    _, written, bad = CASES[generated.name]
+    table = generated.stats["tables"][generated.base]
     assert table["records"] == written
     assert table["reasons"] == dict(Counter(reason for reason, _ in bad))
     # negative_rate 1.0: every good record is a row of one split
     assert (
-        len(out.splits)
+        len(generated.splits)
         == written - len(bad)
-        == sum(s["rows"] for s in out.stats["splits"].values())
+        == sum(s["rows"] for s in generated.stats["splits"].values())
     )
-    assert out.splits[out.key].is_unique
+    assert generated.splits[generated.key].is_unique
 
 
 @pytest.mark.parametrize("generated", list(CASES), indirect=True)
 def test_the_quarantine_names_the_file_and_reason_of_each_bad_record(generated):
-    out, (_, _, bad) = generated, CASES[generated.name]
-    found = sorted(zip(out.quarantine["reason"], out.quarantine["_file"]))
+    _, _, bad = CASES[generated.name]
+    found = sorted(zip(generated.quarantine["reason"], generated.quarantine["_file"]))
     assert found == sorted(bad)
 
 
 @pytest.mark.parametrize("generated", ["events"], indirect=True)
 def test_events_json_lines_trimmed_with_null_tokens_and_epoch_seconds(generated):
-    out = generated
     truth = pd.DataFrame(events.records()).set_index("id")
-    rows = out.splits.set_index("id").loc[truth.index]
+    rows = generated.splits.set_index("id").loc[truth.index]
     # trim: no value keeps the spaces the files put around it
     assert_same(rows["device"], truth["device"])
     assert_same(rows["user"], truth["user"])
@@ -128,7 +127,7 @@ def test_events_json_lines_trimmed_with_null_tokens_and_epoch_seconds(generated)
     assert truth["score"].isna().sum() > 400
     assert_same(rows["score"], truth["score"])
     # "-" in a column that allows no null: the record is quarantined as it came in
-    null_user = out.quarantine[out.quarantine["reason"] == "null:user"]
+    null_user = generated.quarantine[generated.quarantine["reason"] == "null:user"]
     assert list(null_user["id"]) == ["e99991"] and list(null_user["user"]) == ["-"]
     # epoch seconds: each record's time is the fixture's, and the split follows it
     at = naive_utc(rows["at"])
@@ -144,9 +143,8 @@ def test_events_json_lines_trimmed_with_null_tokens_and_epoch_seconds(generated)
 
 @pytest.mark.parametrize("generated", ["visits"], indirect=True)
 def test_visits_csv_with_a_date_for_time_trimmed_and_na_tokens(generated):
-    out = generated
     truth = pd.DataFrame(visits.records()).set_index("visit_id")
-    rows = out.splits.set_index("visit_id").loc[truth.index]
+    rows = generated.splits.set_index("visit_id").loc[truth.index]
     assert_same(rows["channel"], truth["channel"])
     assert truth["spend"].isna().sum() > 250
     assert_same(rows["spend"], truth["spend"])
@@ -156,14 +154,13 @@ def test_visits_csv_with_a_date_for_time_trimmed_and_na_tokens(generated):
     assert set(day[rows[SPLIT] == "golden"].dt.day) == {12}
     assert set(day[rows[SPLIT] == "train"].dt.day) == set(range(1, 8))
     assert set(day[rows[SPLIT] == "validation"].dt.day) == {8, 9, 10, 11, 13, 14}
-    bad_day = out.quarantine[out.quarantine["reason"] == "bad_type:day"]
+    bad_day = generated.quarantine[generated.quarantine["reason"] == "bad_type:day"]
     assert list(bad_day["day"]) == ["2026-01-32"]
 
 
 @pytest.mark.parametrize("generated", ["census"], indirect=True)
 def test_census_headerless_csv_with_a_two_character_separator_split_by_hash(generated):
-    out = generated
-    rows = out.splits
+    rows = generated.splits
     # ", " split the fields: no value starts with the separator's space
     assert set(rows["workclass"]) == set(census.WORK)
     assert set(rows["education"]) == set(census.EDUCATION)
@@ -172,5 +169,5 @@ def test_census_headerless_csv_with_a_two_character_separator_split_by_hash(gene
     assert share["golden"] == pytest.approx(0.1, abs=0.03)
     assert share["validation"] == pytest.approx(0.2, abs=0.03)
     # The short line is kept as it came in, from the second file.
-    bad = out.quarantine.iloc[0]
+    bad = generated.quarantine.iloc[0]
     assert bad["_record"] == "77, private" and bad["_file"] == "people/part-2.data"
