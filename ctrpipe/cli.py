@@ -205,7 +205,37 @@ def serve_cmd(args) -> None:
             flush=True,
         )
     http.run(
-        path, version, settings, repo=args.repo, follow=bool(args.stage) and not args.no_follow
+        path,
+        version,
+        settings,
+        repo=args.repo,
+        follow=bool(args.stage) and not args.no_follow,
+        snapshot=args.snapshot,
+    )
+
+
+def features_cmd(args) -> None:
+    """Refresh the online snapshot raw requests are served from: recompute it from the raw
+    folder (newer data) with generate's code, for the model in --package, without
+    retraining; written to --out/<digest>/. A service serving --out (`serve --snapshot`)
+    swaps to the newest one there."""
+    import datetime as dt
+    import time
+
+    from ctrpipe.online import refresh  # here: it starts Spark
+
+    started = time.perf_counter()
+    cut = dt.datetime.fromisoformat(args.cut) if args.cut else None
+    made = refresh.refresh(
+        config.load(args.repo / config.PARAMS_FILE),
+        args.repo / args.raw,
+        args.repo / args.package,
+        args.repo / args.out,
+        cut,
+    )
+    print(
+        f"snapshot {made.path} (sha256 {made.digest[:12]}, cut {made.cut}) for "
+        f"{args.package} in {time.perf_counter() - started:.1f} s"
     )
 
 
@@ -414,6 +444,18 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument(
         "--no-follow", action="store_true", help="with --stage: keep the version fetched at start"
     )
+    cmd.add_argument(
+        "--snapshot",
+        type=Path,
+        help="online snapshot folder for raw requests (default: the package's own snapshot/)",
+    )
+
+    cmd = add("features", features_cmd, "refresh the online snapshot from newer raw data")
+    cmd.add_argument("action", choices=["refresh"])
+    cmd.add_argument("--package", default=paths.PACKAGE, help="the model it is for")
+    cmd.add_argument("--raw", default=paths.RAW, help="the raw tables, as ingest writes them")
+    cmd.add_argument("--out", default=paths.SNAPSHOTS, help="where snapshots are kept")
+    cmd.add_argument("--cut", help="ISO time, UTC (default: the newest raw record)")
 
     cmd = add(
         "monitor", monitor_cmd, "judge the served model: drift, quality, engineering; alarm actions"

@@ -1,8 +1,9 @@
 """Stage package: the trained model as a content-addressed folder for serving.
 
 Converts the model to ONNX (refusing when its predictions differ from XGBoost's), writes
-the schema, the reference profile for drift monitoring, a model card and a sha256
-manifest, all at once: a failure leaves no package.
+the schema, the reference profile for drift monitoring, a model card, the online snapshot
+raw requests are served from, and a sha256 manifest, all at once: a failure leaves no
+package.
 """
 
 import argparse
@@ -17,13 +18,14 @@ from ctrpipe.errors import DataError, exits_cleanly
 from ctrpipe.model import card, package
 from ctrpipe.model.encoding import FeatureSchema
 from ctrpipe.model.settings import Package
+from ctrpipe.online import store
 
 
 @exits_cleanly
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default=config.PARAMS_FILE)
-    for name in ("model", "schema", "train-params", "train", "validation", "out"):
+    for name in ("model", "schema", "train-params", "train", "validation", "snapshot", "out"):
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--metrics", required=True, help="may be absent: the card then says so")
     parser.add_argument(
@@ -56,7 +58,8 @@ def main(argv=None):
             "metrics": args.metrics,
         },
     )
-    digest = package.write(args.out, package.build(inputs, settings))
+    files = package.build(inputs, settings) | store.packaged(args.snapshot)
+    digest = package.write(args.out, files)
     print(f"package: {args.out} sha256 {digest} in {time.perf_counter() - started:.1f} s")
 
 

@@ -30,12 +30,52 @@ class Dataset:
     stats: dict = field(default_factory=dict)
 
 
+@dataclass
+class Labelled:
+    """The good base records, labelled, before any feature: what generate and the
+    online snapshot both start from."""
+
+    rows: DataFrame  # features.base_columns, the time as a timestamp, the label
+    good: dict[str, DataFrame]  # every table's good records (the dimensions)
+    small: set[str]  # tables small enough to broadcast to a join
+    quarantine: dict[str, DataFrame]
+    key: str
+    stats: dict
+
+    def with_history_keys(self, data: Data) -> DataFrame:
+        """The rows with every history key: joined first where a key is a dimension's."""
+        if set(data.history.keys) <= set(self.rows.columns):
+            return self.rows
+        return features.join_dimensions(self.rows, self.good, data, self.small)
+
+
 def build(
     spark: SparkSession, data: Data, raw_dir: Path, broadcast_max_rows: int = 1_000_000
 ) -> Dataset:
-    """Check every table, then build one feature row per good base record. A dimension
-    table of at most `broadcast_max_rows` good rows is broadcast to the join; a larger
-    one is left to Spark's own choice."""
+    """One feature row per good base record, tagged with its split."""
+    labelled = label(spark, data, raw_dir, broadcast_max_rows)
+    rows = features.add_time_features(labelled.rows, data)
+    # History shuffles the rows once per key: do it while they are narrow, before the
+    # dimension tables widen them, unless a key comes from a dimension table.
+    early = set(data.history.keys) <= set(rows.columns)
+    if early:
+        rows = features.add_history(rows, data)
+    rows = features.join_dimensions(rows, labelled.good, data, labelled.small)
+    if not early:
+        rows = features.add_history(rows, data)
+    rows = features.select_features(rows, data, labelled.key)
+    rows = split.assign(rows, data, labelled.key)
+    return Dataset(
+        rows=rows, quarantine=labelled.quarantine, key=labelled.key, stats=labelled.stats
+    )
+
+
+def label(
+    spark: SparkSession, data: Data, raw_dir: Path, broadcast_max_rows: int = 1_000_000
+) -> Labelled:
+    """Check every table, then label each good base record. A dimension table of at
+    most `broadcast_max_rows` good rows is broadcast to the joins; a larger one is left
+    to Spark's own choice."""
     tables, key = with_row_id(data)
     raws = {n: raw.read(spark, raw_dir, t) for n, t in data.tables.items()}
     if key == ROW_ID:
@@ -51,19 +91,8 @@ def build(
     rows = good[data.base].select(*features.base_columns(data, key))
     rows = features.as_timestamp(rows, data)
     rows = features.add_label(rows, good, data, small)
-    rows = features.add_time_features(rows, data)
-    # History shuffles the rows once per key: do it while they are narrow, before the
-    # dimension tables widen them, unless a key comes from a dimension table.
-    early = set(data.history.keys) <= set(rows.columns)
-    if early:
-        rows = features.add_history(rows, data)
-    rows = features.join_dimensions(rows, good, data, small)
-    if not early:
-        rows = features.add_history(rows, data)
-    rows = features.select_features(rows, data, key)
-    rows = split.assign(rows, data, key)
     quarantine = {n: raw.bad(checked[n], t) for n, t in tables.items()}
-    return Dataset(rows=rows, quarantine=quarantine, key=key, stats=stats)
+    return Labelled(rows, good, small, quarantine, key, stats)
 
 
 def with_row_id(data: Data) -> tuple[dict[str, Table], str]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from functools import reduce
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from ctrpipe.data.settings import Data, as_list, joined_columns
+from ctrpipe.data.settings import Data, Join, as_list, joined_columns
 
 LABEL = "label"
 PROBE = "_probe"  # history_at's rows at the cut
@@ -64,14 +65,19 @@ def join_dimensions(
 ) -> DataFrame:
     """Each join's columns, by its key and base_key, renamed as joined_columns says.
     Keys are unique per table (duplicates were quarantined): a join adds no rows."""
-    added = joined_columns(data)
     for join in data.joins:
-        dim = dims[join.table].select(
-            *[F.col(k).alias(b) for k, b in zip(join.keys, join.base_keys, strict=True)],
-            *[F.col(j.column).alias(j.name) for j in added if j.table == join.table],
-        )
+        dim = dimension(dims, data, join)
         rows = rows.join(F.broadcast(dim) if join.table in small else dim, join.base_keys, "left")
     return rows
+
+
+def dimension(dims: dict[str, DataFrame], data: Data, join: Join) -> DataFrame:
+    """A join's table as the join reads it: its key under the base's names, its other
+    columns under their joined names (the online snapshot stores exactly this)."""
+    return dims[join.table].select(
+        *[F.col(k).alias(b) for k, b in zip(join.keys, join.base_keys, strict=True)],
+        *[F.col(j.column).alias(j.name) for j in joined_columns(data) if j.table == join.table],
+    )
 
 
 def add_label(
@@ -132,7 +138,9 @@ def history_columns(data: Data) -> list[str]:
 
 
 def add_history(rows: DataFrame, data: Data) -> DataFrame:
-    """Per key: labelled records seen, their smoothed click rate, and recent volume."""
+    """Per key: labelled records seen, their smoothed click rate, and recent volume.
+    Only labelled rows count (every row generate passes has a label), so unlabelled
+    probe rows (history_of) can sit among them without counting one another."""
     h = data.history
     if not h.keys:
         return rows
@@ -144,13 +152,11 @@ def add_history(rows: DataFrame, data: Data) -> DataFrame:
             return ordered.rangeBetween(Window.unboundedPreceding, -seconds)
 
         known = before(max(h.lag_seconds, 1))
-        seen = F.count(F.lit(1)).over(known)
+        seen = F.count(LABEL).over(known)
         clicks = F.coalesce(F.sum(LABEL).over(known), F.lit(0))
         # Recent volume as a difference of two running counts: Spark recomputes a
         # sliding frame's aggregate on every row, a running one incrementally.
-        recent = F.count(F.lit(1)).over(before(1)) - F.count(F.lit(1)).over(
-            before(h.recent_seconds + 1)
-        )
+        recent = F.count(LABEL).over(before(1)) - F.count(LABEL).over(before(h.recent_seconds + 1))
         has_key = F.col(key).isNotNull()
         rows = (
             rows.withColumn(f"hist_{key}_n", F.when(has_key, seen.cast("double")))
@@ -166,24 +172,37 @@ def add_history(rows: DataFrame, data: Data) -> DataFrame:
 def history_at(rows: DataFrame, data: Data, cut) -> dict[str, DataFrame]:
     """Per history key, each of its values with the aggregates add_history gives a row of
     that value at time `cut` (a datetime, UTC): what an online lookup serves, from the
-    same code as training. A probe row per value, at the cut and with no label, goes
-    through add_history beside `rows` (labelled, with time). Its windows end before a
-    row's own time, so no row after the cut reaches a probe; the probes are kept, and
-    with the rows goes whatever the probes added to their windows."""
+    same code as training."""
+    time = F.lit(cut).cast(rows.schema[data.time].dataType).alias(data.time)
+    probes = {
+        key: rows.where(F.col(key).isNotNull()).select(key).distinct().select(key, time)
+        for key in data.history.keys
+    }
+    return {key: df.drop(data.time) for key, df in history_of(rows, data, probes).items()}
+
+
+def history_of(rows: DataFrame, data: Data, probes: dict[str, DataFrame]) -> dict[str, DataFrame]:
+    """Per history key, its probes (rows of the key's value and a time) with the
+    aggregates add_history gives a row of that value at that time. The probes, with no
+    label, go through add_history beside `rows` (labelled, with time): windows end
+    before a row's own time and count labelled rows only, so a probe sees exactly what
+    a training row at its time saw, and no other probe."""
     keys = data.history.keys
+    if not keys:
+        return {}
 
-    def probes_of(key: str) -> DataFrame:
+    def padded(key: str) -> DataFrame:
         others = [F.lit(None).cast(rows.schema[k].dataType).alias(k) for k in keys if k != key]
-        return rows.where(F.col(key).isNotNull()).select(key).distinct().select(key, *others)
+        return probes[key].select(key, data.time, *others)
 
-    probes = reduce(DataFrame.unionByName, [probes_of(key) for key in keys])
-    probes = probes.withColumn(data.time, F.lit(cut).cast(rows.schema[data.time].dataType))
+    stacked = reduce(DataFrame.unionByName, [padded(key) for key in keys])
     both = rows.withColumn(PROBE, F.lit(False)).unionByName(
-        probes.withColumn(PROBE, F.lit(True)), allowMissingColumns=True
+        stacked.withColumn(PROBE, F.lit(True)), allowMissingColumns=True
     )
-    probed = add_history(both, data).where(F.col(PROBE))
+    # Kept: each key's table reads it, and computing it again means every window again.
+    probed = add_history(both, data).where(F.col(PROBE)).persist(StorageLevel.MEMORY_AND_DISK)
     return {
-        key: probed.where(F.col(key).isNotNull()).select(key, *key_history_columns(key))
+        key: probed.where(F.col(key).isNotNull()).select(key, data.time, *key_history_columns(key))
         for key in keys
     }
 
@@ -199,6 +218,11 @@ def select_features(rows: DataFrame, data: Data, key: str) -> DataFrame:
         F.col(key).cast("string").alias(key),
         *([F.col(data.time)] if data.time else []),
         F.col(LABEL).cast("int"),
-        *[F.col(c).cast("string") for c in names["categorical"]],
-        *[F.col(c).cast("double") for c in names["numeric"]],
+        *[as_feature(c, data) for c in names["categorical"] + names["numeric"]],
     )
+
+
+def as_feature(column: str, data: Data):
+    """A feature column as the feature rows hold it: text if categorical, else double."""
+    kind = "string" if column in data.features.categorical else "double"
+    return F.col(column).cast(kind).alias(column)

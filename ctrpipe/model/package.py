@@ -7,7 +7,8 @@ on every load.
                    how unknown and missing values are encoded, the ONNX input and output
     profile.json   the reference profile for drift monitoring (see ctrpipe/model/profile.py)
     model_card.md  params, trees, features, data, metrics, data hashes, code commit
-    manifest.json  {"files": [{"path", "sha256", "size"}, ...]} for every other file
+    snapshot/      the online snapshot it was validated with (ctrpipe/online/store.py)
+    manifest.json  sha256 of every other file (ctrpipe/manifest.py)
 
 A package's identity (content address) is the sha256 of its manifest.json: the same
 inputs give the same bytes in every file, so a rebuild gives the same digest.
@@ -15,7 +16,6 @@ inputs give the same bytes in every file, so a rebuild gives the same digest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,8 +24,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from ctrpipe import fileio
 from ctrpipe.errors import DataError
+
+# A package is a content-addressed folder: its callers write, verify and name it here.
+from ctrpipe.manifest import MANIFEST as MANIFEST
+from ctrpipe.manifest import digest as digest
+from ctrpipe.manifest import verify as verify
+from ctrpipe.manifest import write as write
 from ctrpipe.model import card, onnx_export, profile
 from ctrpipe.model.encoding import FeatureSchema
 from ctrpipe.model.settings import Package as Settings
@@ -34,7 +39,6 @@ if TYPE_CHECKING:  # xgboost takes 1.3 s to import; verifying and loading a pack
     import onnxruntime as ort
     import xgboost as xgb
 
-MANIFEST = "manifest.json"
 PARITY_ROWS = 20_000  # validation rows compared; evenly spaced, so the same every build
 
 
@@ -169,28 +173,6 @@ def spec(schema: FeatureSchema) -> dict:
     }
 
 
-def write(target: str | Path, files: dict[str, bytes]) -> str:
-    """Write the files and their manifest into `target` at once; return the digest."""
-    manifest = _json(
-        {
-            "files": [
-                {"path": name, "sha256": _sha256(data), "size": len(data)}
-                for name, data in sorted(files.items())
-            ]
-        }
-    )
-    with fileio.atomic_path(target) as tmp:
-        tmp.mkdir()
-        for name, data in {**files, MANIFEST: manifest}.items():
-            (tmp / name).write_bytes(data)
-    return _sha256(manifest)
-
-
-def digest(path: str | Path) -> str:
-    """The package's content address: the sha256 of its manifest.json."""
-    return _sha256(_read(Path(path) / MANIFEST))
-
-
 @dataclass(frozen=True)
 class Loaded:
     path: Path
@@ -223,43 +205,6 @@ def load(path: str | Path) -> Loaded:
         session=onnx_export.session(files["model.onnx"]),
         label_rate=json.loads(files["profile.json"])["label_rate"],
     )
-
-
-def verify(path: Path) -> dict[str, bytes]:
-    """The package's files, as read and hashed; a DataError naming the first file that
-    is missing, extra or altered. The bytes returned are the ones that were checked."""
-    try:
-        listed = {f["path"]: f["sha256"] for f in json.loads(_read(path / MANIFEST))["files"]}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path / MANIFEST}: not a package manifest ({exc})") from None
-    if any(Path(name).name != name for name in listed):  # a plain name cannot escape
-        raise DataError(f"{path / MANIFEST}: lists a path outside the package folder")
-    present = {p.name for p in path.iterdir()} - {MANIFEST}
-    extra = sorted(present - listed.keys())
-    if extra:
-        raise DataError(f"{path / extra[0]}: extra file, not in the manifest")
-    files = {}
-    for name, expected in sorted(listed.items()):
-        if name not in present:
-            raise DataError(f"{path / name}: missing (listed in the manifest)")
-        files[name] = _read(path / name)
-        actual = _sha256(files[name])
-        if actual != expected:
-            raise DataError(
-                f"{path / name}: sha256 mismatch (manifest {expected[:12]}…, file {actual[:12]}…)"
-            )
-    return files
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _json(obj, sort_keys: bool = True) -> bytes:

@@ -2,7 +2,7 @@
 verdict: the worst status of any check.
 
 A check is {"name", "kind", "metric", "value", "warn", "alarm", "status", "detail"};
-its kind is input_drift, prediction_drift, quality or engineering (what the rollback
+its kind is input_drift, prediction_drift, quality, engineering or freshness (what the rollback
 settings choose from). A figure that could not be computed (too few rows, no labels, no
 reference) is "skipped" with the reason in `detail`, and never raises the verdict.
 """
@@ -171,10 +171,26 @@ def auc_check(name: str, figures: dict, base: float | None, limit: Limit, why: s
 
 
 def engineering_checks(figures: dict | None, settings: Monitor) -> list[dict]:
+    """The service's figures; and, with a limit set, the snapshot's age, a check of its
+    own kind (freshness): a stale snapshot calls for a refresh, not a rollback."""
     e = settings.engineering
     why = "" if figures is not None else "no metrics URL (monitor.engineering.metrics_url)"
     figures = figures or {}
-    return [
+    fresh = []
+    if e.snapshot_age_hours is not None:
+        age = figures.get("snapshot_age_hours")
+        missing = "no online snapshot served" if age is None else ""
+        fresh.append(
+            check(
+                "snapshot_age_hours",
+                "freshness",
+                "snapshot_age_hours",
+                age,
+                e.snapshot_age_hours,
+                why or missing,
+            )
+        )
+    return fresh + [
         check(
             name,
             "engineering",

@@ -3,7 +3,8 @@
 The counters and the histogram are cumulative since the service started, so every
 figure here is over that span: p50 and p99 of POST /predict by linear interpolation
 within the histogram's buckets (as Prometheus' histogram_quantile does), the share of
-5xx and of 4xx answers, resident memory, and CPU seconds per second of uptime.
+5xx and of 4xx answers, resident memory, and CPU seconds per second of uptime. One is a
+figure of now: the age of the online snapshot being served (now minus its cut time).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ def scrape(url: str, timeout: float = 5.0) -> str:
 
 
 def figures(text: str, now: float | None = None) -> dict:
-    """p50_ms, p99_ms, error_rate, client_error_rate, memory_mib, cpu_cores, requests
-    of a /metrics page (None where the page has no such figure or no requests yet)."""
+    """p50_ms, p99_ms, error_rate, client_error_rate, memory_mib, cpu_cores, requests,
+    snapshot_age_hours of a /metrics page (None where the page has no such figure, no
+    requests yet or no snapshot)."""
     samples: dict[str, list] = {}
     try:
         for family in text_string_to_metric_families(text):
@@ -53,7 +55,9 @@ def figures(text: str, now: float | None = None) -> dict:
     memory = _one(samples, "process_resident_memory_bytes")
     cpu = _one(samples, "process_cpu_seconds_total")
     start = _one(samples, "process_start_time_seconds")
-    uptime = (now or time.time()) - start if start else None
+    now = now or time.time()
+    uptime = now - start if start else None
+    cut = _one(samples, "ctrpipe_snapshot_cut_timestamp_seconds")
     return {
         "requests": int(total),
         "p50_ms": _ms(quantile(buckets, 0.5)),
@@ -64,6 +68,7 @@ def figures(text: str, now: float | None = None) -> dict:
         else None,
         "memory_mib": memory / 2**20 if memory is not None else None,
         "cpu_cores": cpu / uptime if cpu is not None and uptime and uptime > 0 else None,
+        "snapshot_age_hours": (now - cut) / 3600 if cut else None,
     }
 
 

@@ -31,6 +31,7 @@ ENGINEERING = [
     ("client_error_rate", "4xx rate"),
     ("memory_mib", "memory (MiB)"),
     ("cpu_cores", "CPU (cores)"),
+    ("snapshot_age_hours", "online snapshot age (hours)"),
 ]
 # (figure, label, reference key, check name) of the overall quality table.
 QUALITY = [

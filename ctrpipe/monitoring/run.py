@@ -14,7 +14,7 @@ monitor.json (keys sorted):
                  "slices": {feature: {value: figures + "reference_roc_auc"}},
                  "reference": {"roc_auc", "logloss", "positive_rate"} | null} | null,
      "engineering": {"url", "p50_ms", "p99_ms", "error_rate", "client_error_rate",
-                     "memory_mib", "cpu_cores", "requests"} | null,
+                     "memory_mib", "cpu_cores", "requests", "snapshot_age_hours"} | null,
      "actions": [{"action", "status", "detail"}, ...]}
 
 Only the rows of the newest package in the window are judged (the one serving now);

@@ -60,6 +60,8 @@ class Engineering(Strict):
     client_error_rate: Limit = Limit(warn=0.05, alarm=0.2)
     memory_mib: Limit = Limit(warn=2048, alarm=4096)
     cpu_cores: Limit = Limit(warn=1.5, alarm=1.9)
+    # The served online snapshot's age (a check of kind freshness); None: not checked.
+    snapshot_age_hours: Limit | None = None
 
 
 class Retrain(Strict):

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ctrpipe.errors import ConfigError
+from ctrpipe.errors import ConfigError, DataError
 from ctrpipe.serving.payload import RequestError
 from ctrpipe.serving.service import ENDPOINTS, Service
 from ctrpipe.serving.settings import Serve
@@ -314,16 +314,30 @@ class Server(ThreadingHTTPServer):
         return f"http://{self.server_name}:{self.server_port}"
 
 
+def look_for_snapshot(service: Service) -> None:
+    """Swap to a newer snapshot in --snapshot's folder (`features refresh` wrote one);
+    a refused one keeps the served one and is counted."""
+    try:
+        if service.refresh_online():
+            online = service.model.online.snapshot
+            print(f"now serving snapshot {online.path} (cut {online.cut})", flush=True)
+    except DataError as exc:
+        service.metrics.snapshot_errors.inc()
+        print(f"snapshot refused, still serving the last one: {exc}", flush=True)
+
+
 def run(
     path: str | Path,
     version: str | None,
     settings: Serve,
     repo: Path | None = None,
     follow: bool = False,
+    snapshot: Path | None = None,
 ) -> None:
     """`python -m ctrpipe serve`: listen first (so /health answers while the model
     loads), load and check the package, serve until SIGTERM or SIGINT, then drain.
-    With `follow`, swap to whatever version `repo`'s production tag names (follow.py)."""
+    With `follow`, swap to whatever version `repo`'s production tag names (follow.py).
+    Raw requests are served from `snapshot`, else from the package's own."""
     log_settings = settings.log if settings.log.sample_rate > 0 else None
     if log_settings is not None and repo is not None:
         log_settings = log_settings.model_copy(update={"dir": str(repo / log_settings.dir)})
@@ -332,6 +346,7 @@ def run(
         threads=settings.threads,
         log=log_settings,
         backend=settings.backend,
+        snapshot=snapshot,
     )
     try:
         server = Server((settings.host, settings.port), service)
@@ -359,6 +374,13 @@ def run(
             f"{model.backend} model) on {server.url}",
             flush=True,
         )
+        if model.online is not None:
+            online = model.online.snapshot
+            print(
+                f"raw requests: online snapshot {online.path} (sha256 {online.digest[:12]}, "
+                f"cut {online.cut})",
+                flush=True,
+            )
         if log_settings is not None:
             print(f"logging {log_settings.sample_rate:g} of rows to {log_settings.dir}", flush=True)
         if follow and repo is not None:
@@ -366,8 +388,12 @@ def run(
 
             follower = Follower(service, repo, settings.follow_seconds).start()
             print(f"following production every {settings.follow_seconds:g} s", flush=True)
+        next_look = time.monotonic() + settings.follow_seconds
         while not stop:
             time.sleep(0.2)
+            if snapshot is not None and time.monotonic() >= next_look:
+                look_for_snapshot(service)
+                next_look = time.monotonic() + settings.follow_seconds
         print("stopping: finishing the requests in flight", flush=True)
     finally:
         if follower is not None:

@@ -156,7 +156,7 @@ class RowEncoder:
             for vocab in schema.categorical.values()
         ]
         self._other = [float(schema.other_code(name)) for name in schema.categorical]
-        self._known = frozenset(self.names)
+        self.known = frozenset(self.names)
 
     def encode(self, rows: list) -> np.ndarray:
         """A float32 matrix of len(rows) x len(names); a RequestError for the first bad
@@ -224,7 +224,7 @@ class RowEncoder:
             if name not in row:
                 return 422, "missing feature (send null for a missing value)", name
         for key in row:
-            if key not in self._known:
+            if key not in self.known:
                 return 422, "unknown field: not one of the model's features", key
         for name in self.names:
             problem = value_problem(row[name], name in self.schema.categorical)

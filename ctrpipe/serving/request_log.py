@@ -18,10 +18,14 @@ and renamed, so a reader never sees half a file. Columns:
     <numeric>     double              each numeric feature; null = missing
     <categorical> string              each categorical feature as sent (also values the
                                       model does not know); null = missing
+    raw           string              a raw request's record as sent (JSON), whose looked-up
+                                      features are the columns above; null when the
+                                      client sent the features
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -55,6 +59,7 @@ def arrow_schema(schema: FeatureSchema) -> pa.Schema:
             ("prediction", pa.float64()),
             *((name, pa.float64()) for name in schema.numeric),
             *((name, pa.string()) for name in schema.categorical),
+            ("raw", pa.string()),
         ]
     )
 
@@ -86,10 +91,17 @@ class RequestLog:
         self._thread.start()
 
     def offer(
-        self, rows: list, ids: list | None, predictions: list, schema: FeatureSchema, answer: dict
+        self,
+        rows: list,
+        ids: list | None,
+        predictions: list,
+        schema: FeatureSchema,
+        answer: dict,
+        raw: list | None = None,
     ) -> None:
         """Keep each row with probability sample_rate (called after a 200 answer, with
-        the schema and the {"version", "digest"} of the model that answered)."""
+        the schema and the {"version", "digest"} of the model that answered). `rows` are
+        feature rows; `raw`, for a raw request, the records they were looked up from."""
         rate = self.settings.sample_rate
         n = len(rows)
         if n == 1:
@@ -105,8 +117,9 @@ class RequestLog:
             rows = [rows[i] for i in keep]
             predictions = [predictions[i] for i in keep]
             ids = [ids[i] for i in keep] if ids is not None else None
+            raw = [raw[i] for i in keep] if raw is not None else None
         try:
-            self._queue.put_nowait((time.time(), rows, ids, predictions, schema, answer))
+            self._queue.put_nowait((time.time(), rows, ids, predictions, schema, answer, raw))
         except queue.Full:
             self.dropped.inc(len(rows))
 
@@ -169,11 +182,11 @@ class RequestLog:
 
 
 def to_table(pending: list) -> pa.Table:
-    """The Arrow table of queued (time, rows, ids, predictions, schema, answer) tuples,
-    which share one schema."""
+    """The Arrow table of queued (time, rows, ids, predictions, schema, answer, raw)
+    tuples, which share one schema."""
     schema = pending[0][4]
-    times, ids, versions, digests, predictions, rows = [], [], [], [], [], []
-    for ts, batch, batch_ids, scores, _, answer in pending:
+    times, ids, versions, digests, predictions, rows, raws = [], [], [], [], [], [], []
+    for ts, batch, batch_ids, scores, _, answer, raw in pending:
         n = len(batch)
         times += [int(ts * 1000)] * n
         ids += batch_ids if batch_ids is not None else [None] * n
@@ -181,6 +194,7 @@ def to_table(pending: list) -> pa.Table:
         digests += [answer["digest"]] * n
         predictions += scores
         rows += batch
+        raws += [json.dumps(r, separators=(",", ":")) for r in raw] if raw else [None] * n
     columns = {
         "ts": times,
         "id": ids,
@@ -196,4 +210,5 @@ def to_table(pending: list) -> pa.Table:
         for name in schema.numeric
     }
     columns |= {name: [row[name] for row in rows] for name in schema.categorical}
+    columns["raw"] = raws
     return pa.Table.from_pydict(columns, schema=arrow_schema(schema))

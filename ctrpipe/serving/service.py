@@ -10,6 +10,7 @@ mixes two models in one answer. `Metrics` holds what GET /metrics shows.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import json
 import logging
@@ -29,9 +30,12 @@ from prometheus_client import (
     generate_latest,
 )
 
+from ctrpipe import manifest
 from ctrpipe.errors import ConfigError, DataError
 from ctrpipe.model import onnx_export, package
 from ctrpipe.model.encoding import FeatureSchema
+from ctrpipe.online import store
+from ctrpipe.online.lookup import FieldError, Lookup
 from ctrpipe.serving import compiled, request_log
 from ctrpipe.serving.payload import RequestError, RowEncoder, ids_of, parse, rows_of
 
@@ -79,9 +83,28 @@ class Model:
     answer: dict  # {"version", "digest"}, as every prediction reports it
     backend: str  # "compiled" or "onnx"
     predict: Callable[[np.ndarray], np.ndarray]  # float32 matrix -> click probabilities
+    online: Lookup | None = None  # the snapshot raw requests are served from
+
+    def features(self, rows: list, online: Lookup | None = None) -> tuple[str, list]:
+        """The request's contract and its rows as feature rows. A row of exactly the model's
+        features is taken as it is ("features"); otherwise, with a snapshot, each row is
+        a raw base record whose features are looked up ("raw"), even one that holds
+        every feature among its fields (a base table that is all features, and a time)."""
+        online = online or self.online
+        first = rows[0] if rows else None
+        if online is None or type(first) is not dict or first.keys() == self.encoder.known:
+            return "features", rows
+        looked_up = []
+        for i, row in enumerate(rows):
+            try:
+                looked_up.append(online.features_of(row))
+            except FieldError as exc:
+                status = 400 if exc.field is None else 422
+                raise RequestError(status, exc.message, field=exc.field, row=i) from None
+        return "raw", looked_up
 
     def score(self, rows: list) -> np.ndarray:
-        """Click probabilities of request rows; a RequestError for the first bad one."""
+        """Click probabilities of feature rows; a RequestError for the first bad one."""
         x = self.encoder.encode(rows)
         if not len(x):
             return np.empty(0, dtype=np.float32)
@@ -110,10 +133,27 @@ class Metrics:
             ["endpoint", "code"],
             registry=r,
         )
-        self.rows = Counter("ctrpipe_predicted_rows", "Rows scored", registry=r)
+        self.rows = Counter(
+            "ctrpipe_predicted_rows",
+            "Rows scored, by contract: raw (features looked up) or features (sent)",
+            ["contract"],
+            registry=r,
+        )
         self.model = Info("ctrpipe_model", "The model package being served", registry=r)
         self.ready = Gauge("ctrpipe_ready", "1 when /ready answers 200", registry=r)
         self.swaps = Counter("ctrpipe_model_swaps", "Models put in service", registry=r)
+        self.snapshot = Info("ctrpipe_snapshot", "The online snapshot being served", registry=r)
+        self.snapshot_errors = Counter(
+            "ctrpipe_snapshot_refresh_errors",
+            "Newer snapshots refused (the served one stayed)",
+            registry=r,
+        )
+        self.snapshot_cut = Gauge(
+            "ctrpipe_snapshot_cut_timestamp_seconds",
+            "The served snapshot's cut time (Unix seconds; 0 without a snapshot); its age "
+            "is time() minus this",
+            registry=r,
+        )
         ProcessCollector(registry=r)  # process_resident_memory_bytes, _cpu_seconds_total
         self._latency = {e: self.latency.labels(e) for e in [*ENDPOINTS, "other"]}
 
@@ -132,6 +172,15 @@ class Metrics:
             }
         )
         self.swaps.inc()
+        self.serving_snapshot(model)
+
+    def serving_snapshot(self, model: Model) -> None:
+        snapshot = model.online.snapshot if model.online else None
+        cut = snapshot.cut if snapshot else None
+        self.snapshot.info(
+            {"digest": snapshot.digest if snapshot else "", "cut": cut.isoformat() if cut else ""}
+        )
+        self.snapshot_cut.set(cut.replace(tzinfo=dt.timezone.utc).timestamp() if cut else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -147,8 +196,10 @@ class Service:
         threads: int = 1,
         log: request_log.Settings | None = None,
         backend: str = "auto",
+        snapshot: str | Path | None = None,
     ) -> None:
         self.max_batch = max_batch
+        self.snapshot = Path(snapshot) if snapshot else None  # default: the package's own
         self.max_body = max_body or default_max_body(max_batch)
         self.threads = threads
         self.backend = backend
@@ -159,6 +210,8 @@ class Service:
         self._model: Model | None = None
         self._parity: dict[str, float] = {}  # digest -> checked difference
         self._compiled: dict[str, compiled.Compiled | None] = {}  # digest -> model
+        self._online: dict[str, Lookup] = {}  # snapshot digest -> lookup (the newest only)
+        self._configs: dict[str, str] = {}  # package digest -> its snapshot's config
         self._swap_lock = threading.Lock()
 
     @property
@@ -209,6 +262,7 @@ class Service:
                 loaded, session=onnx_export.session(files["model.onnx"], self.threads)
             )
         return Model(
+            online=self._lookup(loaded),
             loaded=loaded,
             version=version,
             encoder=RowEncoder(loaded.schema),
@@ -219,6 +273,66 @@ class Service:
             if fast
             else functools.partial(onnx_export.predict, loaded.session),
         )
+
+    def _lookup(self, loaded: package.Loaded) -> Lookup | None:
+        """The snapshot raw requests are served from: --snapshot (a snapshot, or a folder
+        of them, the newest built for this model), else the package's own, else none
+        (such a package serves the features contract only). A snapshot from elsewhere
+        must have been built with the package's feature config."""
+        path = self._snapshot_path(loaded)
+        if path is None:
+            return None
+        snapshot = store.load(path)
+        expected = self._config(loaded)
+        if snapshot.config != expected:
+            raise DataError(
+                f"{path}: built with another feature config ({snapshot.config[:12]}) "
+                f"than the model's ({expected[:12]})"
+            )
+        if snapshot.digest not in self._online:
+            self._online = {snapshot.digest: Lookup(snapshot)}
+        lookup = self._online[snapshot.digest]
+        lookup.check_model(loaded.schema.names, str(path))
+        return lookup
+
+    def _snapshot_path(self, loaded: package.Loaded) -> Path | None:
+        own = loaded.path / store.FOLDER
+        if self.snapshot is None:
+            return own if own.is_dir() else None
+        if not own.is_dir():
+            raise DataError(f"{self.snapshot}: the package {loaded.path} has no snapshot to match")
+        if self.snapshot.is_dir() and not (self.snapshot / manifest.MANIFEST).exists():
+            return store.newest(self.snapshot, self._config(loaded)) or own
+        return self.snapshot
+
+    def _config(self, loaded: package.Loaded) -> str:
+        """The feature config of the package's own snapshot (once per package)."""
+        if loaded.digest not in self._configs:
+            self._configs[loaded.digest] = store.load(loaded.path / store.FOLDER).config
+        return self._configs[loaded.digest]
+
+    def refresh_online(self) -> bool:
+        """Serve the newest snapshot of the --snapshot folder if it is not the one being
+        served (features refresh wrote a newer one); whether it swapped. The lookup is
+        built before the one reference moves, as in a model swap: no request fails."""
+        if self.snapshot is None or self._model is None:
+            return False
+        with self._swap_lock:
+            model = self._model
+            path = self._snapshot_path(model.loaded)
+            served = model.online.snapshot.digest if model.online else None
+            if path is None or manifest.digest(path) == served:
+                return False  # only a manifest read on most polls
+            try:
+                online = self._lookup(model.loaded)
+            except DataError as exc:
+                self.problem = str(exc)
+                raise
+            if online is model.online:
+                return False
+            self._model = dataclasses.replace(model, online=online)
+            self.metrics.serving_snapshot(self._model)
+            return True
 
     def _compile(self, loaded: package.Loaded, files: dict | None) -> compiled.Compiled | None:
         """The model compiled to native code (checked against XGBoost), or None where
@@ -239,21 +353,24 @@ class Service:
             log.warning("serving through ONNX Runtime: %s", exc)
             return None
 
-    def predict(self, body: bytes) -> tuple[int, dict]:
-        """Status and JSON answer of POST /predict for a request body."""
+    def predict(self, body: bytes, online: Lookup | None = None) -> tuple[int, dict]:
+        """Status and JSON answer of POST /predict for a request body; raw rows are
+        looked up in `online` if given (the skew check's), else in the model's snapshot."""
         model = self._model  # read once: encoding, scores and the answer share it
         if model is None:
             return 503, {"error": self.problem or "no model loaded yet", "field": None, "row": None}
         try:
             doc = parse(body)
-            rows = rows_of(doc, self.max_batch)
-            ids = ids_of(doc, len(rows))
+            raw = rows_of(doc, self.max_batch)
+            ids = ids_of(doc, len(raw))
+            contract, rows = model.features(raw, online)
             scores = model.score(rows).tolist()
         except RequestError as exc:
             return exc.status, exc.body()
-        self.metrics.rows.inc(len(scores))
+        self.metrics.rows.labels(contract).inc(len(scores))
         if self.log is not None:
-            self.log.offer(rows, ids, scores, model.loaded.schema, model.answer)
+            sent = raw if contract == "raw" else None
+            self.log.offer(rows, ids, scores, model.loaded.schema, model.answer, sent)
         return 200, {"model": model.answer, "predictions": scores}
 
     def readiness(self) -> tuple[int, dict]:

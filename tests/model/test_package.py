@@ -17,8 +17,10 @@ import yaml
 from ctrpipe import paths
 from ctrpipe.errors import DataError
 from ctrpipe.model import card, onnx_export, package, profile
+from ctrpipe.online import store
 from stages import package as package_stage
 from tests.conftest import params_dict, stage_args
+from tests.support import snapshots
 from tests.support.models import SETTINGS, inputs
 
 pytestmark = pytest.mark.unit
@@ -214,6 +216,7 @@ def stage_files(tiny, root: Path) -> list[str]:
     pq.write_table(train, root / paths.TRAIN)
     pq.write_table(validation, root / paths.VALIDATION)
     (root / "params.yaml").write_text(yaml.safe_dump(params_dict()))
+    snapshots.tiny(root / paths.SNAPSHOT)
     return [*stage_args("package"), "--params", "params.yaml", "--commit", "feedbeef"]
 
 
@@ -223,6 +226,9 @@ def test_stage_writes_a_package_that_loads(tiny, tmp_path, monkeypatch, capsys):
     loaded = package.load(paths.PACKAGE)
     assert loaded.digest in capsys.readouterr().out
     assert "`feedbeef`" in (tmp_path / paths.PACKAGE / "model_card.md").read_text()
+    # The snapshot goes in whole, its own manifest too: the package's manifest covers it.
+    inside = store.load(tmp_path / paths.PACKAGE / store.FOLDER)
+    assert inside.digest == store.load(tmp_path / paths.SNAPSHOT).digest
 
 
 def test_stage_failure_leaves_no_package(tiny, tmp_path, monkeypatch, capsys):

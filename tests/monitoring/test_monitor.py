@@ -28,7 +28,8 @@ from ctrpipe.monitoring.settings import Monitor, Retrain, Rollback
 from ctrpipe.serving.http import Server
 from ctrpipe.serving.service import Service
 from ctrpipe.serving.settings import RequestLog
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_params
+from tests.support import snapshots
 from tests.support.models import traffic as make_traffic
 
 pytestmark = [
@@ -438,3 +439,27 @@ def test_simulate_then_monitor_through_the_command_line(packages, tmp_path, spar
     )
     assert code in (0, 3)
     assert json.loads((tmp_path / "again/monitor.json").read_text())["rows"]["logged"] == 3000
+
+
+def test_the_served_snapshot_age_is_a_freshness_check_once_limited(packages):
+    """The service shows its snapshot's cut; the monitor judges its age only with a
+    limit set, as a check of its own kind (a stale snapshot is no reason to roll back)."""
+    folders, _ = packages
+    service = Service()
+    service.load(folders["a"])
+    text = service.metrics.render().decode()
+    cut = snapshots.CUT.replace(tzinfo=dt.timezone.utc).timestamp()
+    figures = engineering.figures(text, now=cut + 30 * 3600)
+    assert figures["snapshot_age_hours"] == pytest.approx(30.0)
+
+    settings = make_params().section("monitor", Monitor)
+    assert [c["kind"] for c in checks.engineering_checks(figures, settings)].count("freshness") == 0
+    limit = {"warn": 24, "alarm": 72}
+    limited = make_params(monitor={"engineering": {"snapshot_age_hours": limit}}).section(
+        "monitor", Monitor
+    )
+    (fresh,) = [c for c in checks.engineering_checks(figures, limited) if c["kind"] == "freshness"]
+    assert (fresh["name"], fresh["status"]) == ("snapshot_age_hours", "warn")
+    old = engineering.figures(text, now=cut + 100 * 3600)
+    (fresh,) = [c for c in checks.engineering_checks(old, limited) if c["kind"] == "freshness"]
+    assert fresh["status"] == "alarm"

@@ -56,10 +56,14 @@ def test_repro_runs_every_stage_and_the_gate_passes(repo):
         "generate",
         "train",
         "evaluate",
+        "snapshot",
         "package",
+        "skew",
         "production",
         "gate",
     }
+    skew = json.loads((repo / paths.SKEW).read_text())
+    assert skew["rows_checked"] > 100 and skew["rows_different"] == 0, skew
     assert sorted(p.name for p in (repo / paths.RAW / "orders").iterdir()) == [
         f"day-{d:02d}.csv" for d in range(retail.DAYS)
     ]

@@ -7,8 +7,10 @@ params from conf/ plus its own override, relative to the state the previous test
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +21,16 @@ import yaml
 
 from ctrpipe import paths
 from ctrpipe.model import package
-from tests.support.project import SMALL, commit_project, copy_project, edit_conf, run, stage_runs
+from ctrpipe.online import store
+from tests.support.project import (
+    SMALL,
+    attempt,
+    commit_project,
+    copy_project,
+    edit_conf,
+    run,
+    stage_runs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +53,18 @@ def repo(tmp_path_factory) -> Path:
     return repo
 
 
-STAGES = ["ingest", "generate", "train", "evaluate", "package", "production", "gate"]
-MODEL_STAGES = ["train", "evaluate", "package", "gate"]
+STAGES = [
+    "ingest",
+    "generate",
+    "snapshot",
+    "train",
+    "evaluate",
+    "package",
+    "skew",
+    "production",
+    "gate",
+]
+MODEL_STAGES = ["train", "evaluate", "package", "skew", "gate"]
 ALWAYS = "production"  # reads git tags, which DVC cannot see: it runs on every repro
 
 
@@ -80,6 +101,11 @@ def test_repro_builds_every_output(repo):
     for plot in ("roc/golden.json", "calibration/validation.json", "feature_importance.json"):
         assert (repo / paths.EVALUATE_PLOTS / plot).is_file()
     loaded = package.load(repo / paths.PACKAGE)  # checks the manifest
+    # Golden rows served from their raw records equal generate's, bit for bit.
+    skew = json.loads((repo / paths.SKEW).read_text())
+    golden_rows = pq.read_metadata(repo / paths.GOLDEN).num_rows
+    assert skew["rows_checked"] == min(1000, golden_rows) > 100
+    assert (skew["rows_different"], skew["features_different"]) == (0, {}), skew
     assert loaded.schema.names == json.loads((repo / "models/schema.json").read_text())[
         "numeric"
     ] + list(json.loads((repo / "models/schema.json").read_text())["categorical"])
@@ -87,6 +113,32 @@ def test_repro_builds_every_output(repo):
     again = run(["dvc", "repro"], repo)
     assert stage_runs(again) == [ALWAYS]
     assert json.loads(run(["dvc", "status", "--json"], repo)) == {ALWAYS: ["always changed"]}
+
+
+def test_features_refresh_makes_the_stages_snapshot_again_and_newer_ones(repo):
+    """The same raw data and cut give the snapshot stage's bytes; an earlier cut another
+    snapshot beside it; a changed feature config no snapshot at all."""
+    refresh = [sys.executable, "-m", "ctrpipe", "features", "refresh"]
+    run(refresh, repo)
+    stage = store.load(repo / paths.SNAPSHOT)
+    (made,) = (repo / paths.SNAPSHOTS).iterdir()
+    assert made.name == stage.digest == store.load(made).digest
+
+    earlier = stage.cut - dt.timedelta(days=1)
+    run([*refresh, "--cut", earlier.isoformat()], repo)
+    cuts = sorted(store.load(p).cut for p in (repo / paths.SNAPSHOTS).iterdir())
+    assert cuts == [earlier, stage.cut]
+
+    params = (repo / "params.yaml").read_text()
+    changed = yaml.safe_load(params)
+    changed["data"]["history"]["lag_seconds"] += 60
+    (repo / "params.yaml").write_text(yaml.safe_dump(changed))
+    try:
+        refused = attempt(refresh, repo)
+    finally:
+        (repo / "params.yaml").write_text(params)
+    assert refused.returncode == 1 and "retrain instead of refreshing" in refused.stderr
+    assert len(list((repo / paths.SNAPSHOTS).iterdir())) == 2
 
 
 def test_changed_train_param_reruns_only_the_model_stages(repo):
@@ -102,7 +154,7 @@ def test_changed_train_param_reruns_only_the_model_stages(repo):
 def test_changed_generate_param_reruns_generate_and_what_follows(repo):
     before = lock_hashes(repo)
     out = run(["dvc", "exp", "run", "-S", "data.sample.negative_rate=0.5"], repo)
-    assert reran(out) == ["generate", *MODEL_STAGES]
+    assert reran(out) == ["generate", "snapshot", *MODEL_STAGES]
     assert (
         yaml.safe_load((repo / "params.yaml").read_text())["data"]["sample"]["negative_rate"] == 0.5
     )

@@ -237,9 +237,14 @@ def test_rollback_then_fetch_from_a_fresh_clone_is_byte_identical(repo, s3, kept
         ],
         clone,
     )
-    names = sorted(p.name for p in (kept / "v1.0.0").iterdir())
+
+    def files(folder: Path) -> list[str]:  # the snapshot is a folder of its own
+        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+    names = files(kept / "v1.0.0")
+    assert "snapshot/manifest.json" in names
     for folder in (tmp_path / "prod", tmp_path / "dvc-get"):
-        assert sorted(p.name for p in folder.iterdir()) == names
+        assert files(folder) == names
         for name in names:
             assert filecmp.cmp(folder / name, kept / "v1.0.0" / name, shallow=False), name
 

@@ -478,7 +478,7 @@ def test_metrics_expose_latency_counts_model_and_process(server, packages):
     assert moved("ctrpipe_request_errors_total", endpoint="/predict", code="422") == 2
     assert moved("ctrpipe_request_errors_total", endpoint="/predict", code="200") == 0
     assert moved("ctrpipe_request_duration_seconds_count", endpoint="/predict") == 5
-    assert moved("ctrpipe_predicted_rows_total") == 3
+    assert moved("ctrpipe_predicted_rows_total", contract="features") == 3
     buckets = {
         dict(labels)["le"]
         for (name, labels) in after
@@ -652,6 +652,7 @@ def test_cli_serves_a_package_and_stops_on_sigterm(packages):
         (["--package", "{a}", "--max-batch", "0"], "--max-batch: Input should be greater"),
         (["--package", "{a}", "--sample-rate", "2"], "--sample-rate: Input should be less"),
         (["--stage", "dev"], "--stage: the only stage is 'prod'"),
+        (["--package", "{a}", "--snapshot", "{missing}"], "{missing}/manifest.json: cannot read"),
     ],
 )
 def test_cli_refuses_bad_input_in_one_line(packages, tmp_path, capsys, args, message):

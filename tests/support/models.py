@@ -12,6 +12,8 @@ import xgboost as xgb
 
 from ctrpipe.model import encoding, package
 from ctrpipe.model.settings import Package as Settings
+from ctrpipe.online import store
+from tests.support import snapshots
 
 ROLES = {
     "id": "event_id",
@@ -108,13 +110,15 @@ def booster_bytes(schema, train, rounds: int, depth: int) -> bytes:
 
 def build_packages(root: Path) -> tuple[dict[str, Path], pa.Table]:
     """Two real packages with different vocabularies (so a swap also swaps the
-    encoding), and one whose model.ubj is not the model its ONNX was built from."""
+    encoding), each with the tiny online snapshot (root/snapshot), and one whose
+    model.ubj is not the model its ONNX was built from."""
     train, validation = traffic(8000, 1, sample=True), traffic(3000, 2, sample=False)
     folders, files = {}, {}
+    online = store.packaged(snapshots.tiny(root / "snapshot"))
     for name, categories, rounds, depth in (("a", 20, 30, 4), ("b", 5, 12, 3)):
         schema = encoding.fit(train, ROLES, max_categories=categories, min_count=20)
         tiny = (schema, train, validation, booster_bytes(schema, train, rounds, depth))
-        files[name] = package.build(inputs(tiny), SETTINGS)
+        files[name] = package.build(inputs(tiny), SETTINGS) | online
         folders[name] = root / name
         package.write(folders[name], files[name])
     folders["broken"] = root / "broken"

@@ -1,0 +1,248 @@
+"""A raw record in, the model's features out, from a snapshot: what generate computes for
+a row, done per request in Python.
+
+The values are generate's: a join's columns come from its table as the join read it,
+a history key's aggregates from the snapshot's table of them (an unknown value gets
+the prior, as a first sighting did in training; a null key gets nulls), the time
+features from the record's time in UTC, and every value is cast as select_features
+casts it (categorical to text as Spark writes it, numeric to double).
+
+A good record takes a handful of C calls per step (`features_of`); only a refused one
+walks its fields one by one to say which is wrong (`problem`), as payload.py does.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import operator
+from typing import Any
+
+import pyarrow as pa
+
+from ctrpipe.errors import DataError
+from ctrpipe.online.store import Snapshot, history_file
+
+UTC = dt.timezone.utc
+NONE = type(None)
+# JSON types a raw field of each declared type accepts (bool is not an int here).
+JSON_TYPES = {
+    "string": (str,),
+    "int": (int,),
+    "long": (int,),
+    "double": (int, float),
+    "boolean": (bool,),
+    "timestamp": (str,),
+    "date": (str,),
+}
+NULLS = (None, None, None)  # a null key's aggregates
+# Spark's hour() and dayofweek() (Sunday 1) of a time in Unix seconds, UTC; 1 January
+# 1970 was a Thursday (5).
+TIME_FEATURES = {
+    "hour": lambda s: float(int(s // 3600 % 24)),
+    "day_of_week": lambda s: float(int(s // 86400 + 4) % 7 + 1),
+}
+
+
+def _text(value) -> str:
+    """A value as Spark casts it to string (for the types a categorical may have)."""
+    if type(value) is bool:
+        return "true" if value else "false"
+    return str(value)
+
+
+class FieldError(ValueError):
+    """A raw record the lookup refuses: the field and why."""
+
+    def __init__(self, field: str | None, message: str):
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+class Lookup:
+    """A snapshot's tables as dictionaries, and the recipe that turns a raw record into
+    the model's feature row."""
+
+    def __init__(self, snapshot: Snapshot):
+        s = snapshot.spec
+        h = s["history"]
+        self.snapshot = snapshot
+        self.fields = s["fields"]
+        self.request = s["request"]
+        self.time, self.time_unit = s["time"], s["time_unit"]
+        self.joins = s["joins"]
+        self.history = h["keys"]
+        self.history_columns = h["columns"]
+        # The prior as add_history computes it for a value with nothing seen: (0 + alpha)
+        # / (0 + alpha + beta), in the same order, so the float is the same.
+        self.prior = (0.0, (0 + h["prior_alpha"]) / (0 + h["prior_alpha"] + h["prior_beta"]), 0.0)
+        self.categorical = set(s["features"]["categorical"])
+        self.features = [*s["features"]["categorical"], *s["features"]["numeric"]]
+        self.time_features = s["features"]["time"]
+        self.dims = [self._dimension(j) for j in self.joins]
+        self.values = {key: self._history(key) for key in self.history}
+        # The fast path's pieces: which fields, of which JSON types, and which casts.
+        self._known = frozenset(self.fields)
+        self._get = operator.itemgetter(*self.request) if self.request else lambda r: ()
+        self._accepts = [self._accepted(name) for name in self.request]
+        self._casts = self._feature_casts()
+        self._recipe()
+
+    def _recipe(self) -> None:
+        """Where each value of a record's flat tuple comes from, fixed at load: the
+        request's fields, then each join's columns, then each key's aggregates, then the
+        time features. A record then takes a few C calls per join and key."""
+        flat = list(self.request)
+
+        def at(name: str) -> int:
+            return flat.index(name)
+
+        self._joins = []
+        for join, table in zip(self.joins, self.dims, strict=True):
+            keys = [at(k) for k in join["base_keys"]]
+            key = keys[0] if len(keys) == 1 else operator.itemgetter(*keys)
+            self._joins.append((key, table, (None,) * len(join["columns"])))
+            flat += join["columns"]
+        self._keys = []
+        for key in self.history:
+            self._keys.append((at(key), key))
+            flat += self.history_columns[key]
+        flat += self.time_features
+        self._pick = operator.itemgetter(*(at(name) for name in self.features), 0)  # a tuple
+        self._time_at = at(self.time) if self.time else None
+
+    def _dimension(self, join: dict) -> dict:
+        table = self.snapshot.tables[join["file"]].to_pydict()
+        keys = [table[k] for k in join["base_keys"]]
+        values = list(zip(*[table[c] for c in join["columns"]], strict=True))
+        if len(keys) == 1:
+            return dict(zip(keys[0], values, strict=True))
+        return dict(zip(zip(*keys, strict=True), values, strict=True))
+
+    def _history(self, key: str) -> dict:
+        table = self.snapshot.tables[history_file(key)].to_pydict()
+        columns = [table[c] for c in self.history_columns[key]]
+        return dict(zip(table[key], zip(*columns, strict=True), strict=True))
+
+    def _accepted(self, name: str) -> frozenset:
+        declared = self.fields[name]
+        nullable = declared["nullable"] and name != self.time
+        return frozenset((*JSON_TYPES[declared["type"]], *((NONE,) if nullable else ())))
+
+    def _feature_casts(self) -> list[tuple[str, Any]]:
+        """(feature, cast) for the features whose values need one to be what
+        select_features makes: text for a categorical, a double for a numeric."""
+        kinds = {name: f["type"] for name, f in self.fields.items()}
+        for join in self.joins:
+            schema = self.snapshot.tables[join["file"]].schema
+            kinds |= {c: _kind(schema.field(c).type) for c in join["columns"]}
+        casts = []
+        for name in self.features:
+            kind = kinds.get(name, "double")  # the time and history features are doubles
+            if name in self.categorical:
+                if kind not in ("string", "int", "long", "boolean"):
+                    raise DataError(
+                        f"{self.snapshot.path}: categorical feature '{name}' is of type "
+                        f"{kind}, which raw requests cannot serve (send the features instead)"
+                    )
+                if kind != "string":
+                    casts.append((name, _text))
+            elif kind != "double" or name in self.fields:  # JSON may give 2 for 2.0
+                casts.append((name, float))
+        return casts
+
+    def at(self, values: dict[str, dict]) -> Lookup:
+        """This lookup with other history tables, {key: {value: aggregates}}: the skew
+        check's snapshot cut at one row's time."""
+        other = copy.copy(self)
+        other.values = values
+        return other
+
+    def check_model(self, names: list[str], source: str) -> None:
+        """The snapshot must make exactly the model's features; a DataError if not."""
+        if set(self.features) != set(names):
+            missing = sorted(set(names) - set(self.features))
+            extra = sorted(set(self.features) - set(names))
+            raise DataError(
+                f"{source}: the snapshot makes other features than the model takes "
+                f"(missing {missing}, extra {extra})"
+            )
+
+    def features_of(self, record: Any) -> dict:
+        """The model's feature row for one raw record; a FieldError naming the field."""
+        if type(record) is not dict or not record.keys() <= self._known:
+            raise self.problem(record)
+        try:
+            got = self._get(record)
+        except KeyError:
+            raise self.problem(record) from None
+        if len(self.request) == 1:
+            got = (got,)
+        if not all(map(frozenset.__contains__, self._accepts, map(type, got))):
+            raise self.problem(record)
+        flat = got
+        for key, table, nulls in self._joins:
+            flat += table.get(flat[key] if type(key) is int else key(flat)) or nulls
+        for at, key in self._keys:
+            value = flat[at]
+            flat += NULLS if value is None else self.values[key].get(value, self.prior)
+        if self._time_at is not None:
+            seconds = self._time(got[self._time_at], self.time)
+            flat += tuple(TIME_FEATURES[name](seconds) for name in self.time_features)
+        row = dict(zip(self.features, self._pick(flat)))
+        for name, cast in self._casts:
+            if (value := row[name]) is not None:
+                try:
+                    row[name] = cast(value)
+                except OverflowError:  # an int past float64's range
+                    raise FieldError(name, "number out of range") from None
+        return row
+
+    def problem(self, record: Any) -> FieldError:
+        """Why `record` is refused, found field by field (the slow, exact path)."""
+        if type(record) is not dict:
+            return FieldError(None, "each row must be an object of field: value")
+        for name in record:
+            if name not in self.fields:
+                base = self.snapshot.spec["base"]
+                return FieldError(name, f"unknown field: not a column of the base table '{base}'")
+        for name in self.request:
+            if name not in record:
+                what = "the time" if name == self.time else "a field the features need"
+                return FieldError(name, f"missing: {what} (send null for a missing value)")
+            value, declared = record[name], self.fields[name]
+            if value is None and NONE not in self._accepted(name):
+                return FieldError(name, "null, but the column is not nullable")
+            if value is not None and type(value) not in JSON_TYPES[declared["type"]]:
+                kind = type(value).__name__
+                return FieldError(name, f"expected {declared['type']}; got {kind}")
+        raise AssertionError("a raw record refused by the fast path but not explained")
+
+    def _time(self, value, name: str) -> float:
+        """The record's time in Unix seconds, read as generate reads the column (a time
+        without a zone is UTC, the Spark session's zone)."""
+        kind = self.fields[name]["type"]
+        try:
+            if self.time_unit == "seconds":
+                return dt.datetime.fromtimestamp(value, UTC).timestamp()  # checks the range
+            if self.time_unit == "year":
+                return dt.datetime(value, 1, 1, tzinfo=UTC).timestamp()
+            if kind == "date":
+                return dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), UTC).timestamp()
+            parsed = dt.datetime.fromisoformat(value)
+        except (ValueError, OverflowError, OSError) as exc:
+            raise FieldError(name, f"not a time ({exc})") from None
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def _kind(arrow_type: pa.DataType) -> str:
+    """A snapshot column's Arrow type as a declared column type."""
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "string"
+    if pa.types.is_integer(arrow_type):
+        return "long"
+    if pa.types.is_floating(arrow_type):
+        return "double"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    return str(arrow_type)

@@ -1,0 +1,143 @@
+"""Build the online snapshot on Spark, with generate's own functions.
+
+From the labelled base records (dataset.label, as generate starts): each join's table as
+features.dimension gives it to the join, and each history key's aggregates as of the
+cut from features.history_at, the function that runs add_history itself. Nothing here
+computes a feature; it only asks generate's code for the values at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ctrpipe import fileio
+from ctrpipe.data import features
+from ctrpipe.data.dataset import Labelled
+from ctrpipe.data.settings import Data, joined_columns
+from ctrpipe.online import store
+
+
+def newest(labelled: Labelled, data: Data) -> dt.datetime | None:
+    """The default cut: the time of the newest good base record (None: data has no time,
+    hence no history)."""
+    if data.time is None:
+        return None
+    (value,) = labelled.rows.agg(F.max(data.time)).first()
+    return value.replace(tzinfo=None)  # the session's zone is UTC
+
+
+def request_columns(data: Data) -> list[str]:
+    """The base columns a raw request carries: the time, the keys of the joins and the
+    history (those in the base table) and the base table's own features."""
+    base = data.tables[data.base].columns
+    used = [
+        data.time,
+        *(k for j in data.joins for k in j.base_keys),
+        *data.history.keys,
+        *data.features.categorical,
+        *data.features.numeric,
+    ]
+    return [c for c in dict.fromkeys(used) if c in base]
+
+
+def spec(data: Data) -> dict:
+    """What the service needs of the data config to serve raw records, as plain data."""
+    base = data.tables[data.base]
+    joined = joined_columns(data)
+    return {
+        "base": data.base,
+        "time": data.time,
+        "time_unit": data.time_unit,
+        "fields": {
+            name: {"type": c.type, "nullable": c.nullable} for name, c in base.columns.items()
+        },
+        "request": request_columns(data),
+        "joins": [
+            {
+                "table": j.table,
+                "file": store.dimension_file(j.table),
+                "base_keys": j.base_keys,
+                "columns": [c.name for c in joined if c.table == j.table],
+            }
+            for j in data.joins
+        ],
+        "history": {
+            "keys": data.history.keys,
+            "columns": {k: features.key_history_columns(k) for k in data.history.keys},
+            "prior_alpha": data.history.prior_alpha,
+            "prior_beta": data.history.prior_beta,
+        },
+        "features": {**features.feature_names(data), "time": list(data.features.time)},
+    }
+
+
+def config_of(data: Data) -> str:
+    """The digest of the features `data` builds: a snapshot's `config`."""
+    return store.digest_of(spec(data))
+
+
+def tables(labelled: Labelled, data: Data, cut: dt.datetime) -> dict[str, DataFrame]:
+    """The snapshot's tables by file name: a dimension per join, a history per key."""
+    out = {
+        store.dimension_file(j.table): features.dimension(labelled.good, data, j)
+        for j in data.joins
+    }
+    if data.history.keys:
+        keyed = labelled.with_history_keys(data)
+        rows = keyed.select(data.time, features.LABEL, *data.history.keys)
+        for key, df in features.history_at(rows, data, cut).items():
+            out[store.history_file(key)] = df
+    return out
+
+
+def build(labelled: Labelled, data: Data, cut: dt.datetime | None) -> dict[str, bytes]:
+    """The snapshot's files as of `cut` (see ctrpipe/online/store.py), manifest excluded."""
+    frames = tables(labelled, data, cut)
+    arrow = to_arrow(frames, {name: key_of(name, data) for name in frames})
+    return store.files(arrow, spec(data), cut)
+
+
+def key_of(name: str, data: Data) -> list[str]:
+    """The columns a snapshot table is keyed (and sorted) by."""
+    for join in data.joins:
+        if name == store.dimension_file(join.table):
+            return join.base_keys
+    return [next(k for k in data.history.keys if name == store.history_file(k))]
+
+
+def skew_sample(labelled: Labelled, data: Data, ids: list[str], columns: list[str]) -> DataFrame:
+    """The base records of golden rows `ids`: the id, `columns` as the raw records hold
+    them, every history key, and each key's aggregates at the record's own time (a
+    snapshot cut there), from history_of, whose probes the snapshot's tables are too."""
+    key, keys = labelled.key, data.history.keys
+    rows = labelled.with_history_keys(data)
+    sample = rows.where(F.col(key).cast("string").isin(ids)).select(
+        F.col(key).cast("string").alias(key), *dict.fromkeys([*columns, *keys])
+    )
+    probes = {k: sample.where(F.col(k).isNotNull()).select(k, data.time).distinct() for k in keys}
+    found = features.history_of(rows.select(data.time, features.LABEL, *keys), data, probes)
+    columns = sample.columns
+    for k in keys:
+        sample = sample.join(found[k], [k, data.time], "left")
+    return sample.select(*columns, *features.history_columns(data))  # the id first
+
+
+def to_arrow(frames: dict[str, DataFrame], order: dict[str, list[str]]) -> dict[str, pa.Table]:
+    """Each frame collected through a staged Parquet write and sorted by `order[name]`:
+    the same rows give the same table, whatever Spark's partitioning."""
+    out = {}
+    with tempfile.TemporaryDirectory(prefix=".snapshot.") as tmp:
+        for name, df in frames.items():
+            staged = Path(tmp) / name
+            df.write.options(**fileio.STAGED_PARQUET).parquet(str(staged))
+            parts = sorted(staged.glob("part-*.parquet"))
+            table = pa.concat_tables(pq.read_table(p).replace_schema_metadata(None) for p in parts)
+            out[name] = table.sort_by([(c, "ascending", "at_start") for c in order[name]])
+    return out
