@@ -40,6 +40,7 @@ GATE = paths.GATE_REPORT
 METRICS = paths.EVALUATE_METRICS
 DATA = paths.DATA_METRICS
 TRIALS = paths.TRIALS
+SKEW = paths.SKEW
 PLOT_DIR = paths.EVALUATE_PLOTS
 IMPORTANCE = f"{PLOT_DIR}/feature_importance.json"
 SPLITS = ("validation", "golden")
@@ -66,6 +67,7 @@ class Inputs:
     curves: dict[str, dict[str, list[dict]]]
     importance: list[dict]
     trials: list[dict]
+    skew: dict | None  # None: the commit predates the skew stage
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,8 @@ def read_inputs(root: Path) -> Inputs:
     importance = read_rows(root, IMPORTANCE, ("gain",))
     if not all(isinstance(r.get("feature"), str) for r in importance):
         raise DataError(f"{IMPORTANCE}: a row without a 'feature' name")
-    return Inputs(gate, metrics, data, curves, importance, read_trials(root))
+    skew = read_json(root, SKEW, dict) if (root / SKEW).exists() else None
+    return Inputs(gate, metrics, data, curves, importance, read_trials(root), skew)
 
 
 def read_json(root: Path, rel: str, kind: type):
@@ -324,6 +327,7 @@ def markdown(
         lines += metrics_section(against_prod, inputs, "production")
     lines += slices_section(inputs.metrics, against_base, on_base)
     lines += quarantine_section(inputs.data)
+    lines += skew_section(inputs.skew)
     lines += timings_section(stages)
     lines += [
         "## Plots",
@@ -506,6 +510,35 @@ def quarantine_section(data: dict) -> list[str]:
     else:
         lines.append("No record was quarantined.")
     return lines + [""]
+
+
+def skew_section(skew: dict | None) -> list[str]:
+    lines = ["## Training/serving skew", ""]
+    if skew is None:
+        return lines + [f"No `{SKEW}`: this commit predates the skew stage.", ""]
+    checked, different = skew.get("rows_checked"), skew.get("rows_different")
+    features = skew.get("features_different") or {}
+    lines += [
+        f"Golden rows served from their raw records through the service, against "
+        f"generate's rows (`{SKEW}`): **{metric(different)} of {metric(checked)} differ**.",
+        "",
+        "| rows checked | rows different | predictions different | largest difference |",
+        "| ---: | ---: | ---: | ---: |",
+        row(
+            [
+                metric(checked),
+                metric(different),
+                metric(skew.get("predictions_different")),
+                metric(skew.get("max_prediction_difference")),
+            ]
+        ),
+        "",
+    ]
+    if features:
+        lines += ["| feature | rows different |", "| --- | ---: |"]
+        lines += [row([f"`{text(n)}`", metric(c)]) for n, c in sorted(features.items())]
+        lines.append("")
+    return lines
 
 
 def timings_section(stages: list[StageRun] | None) -> list[str]:

@@ -103,7 +103,15 @@ STATES = {
         "eta": 0.1,
         "tablet": False,
     },
-    "pr": {"auc": 0.7389, "logloss": 0.1430, "rows": 5100, "bad": 37, "eta": 0.05, "tablet": True},
+    "pr": {
+        "auc": 0.7389,
+        "logloss": 0.1430,
+        "rows": 5100,
+        "bad": 37,
+        "eta": 0.05,
+        "tablet": True,
+        "skew": 37,
+    },
 }
 
 LOG = """\
@@ -355,12 +363,27 @@ def curves(shift: float) -> dict[str, list[dict]]:
     }
 
 
+def skew_json(s: dict) -> dict:
+    """The pull request's state reads hour in another zone: skew on the rows it moves."""
+    wrong = s.get("skew", 0)
+    return {
+        "rows_checked": 1000,
+        "rows_different": wrong,
+        "predictions_different": wrong,
+        "max_prediction_difference": 0.0 if not wrong else 0.0125,
+        "features_different": {"hour": wrong} if wrong else {},
+        "snapshot": "5ea4ad7f",
+        "package": "ec7cb364",
+    }
+
+
 def write_state(repo: Path, name: str) -> None:
     s = STATES[name]
     files = {
         paths.EVALUATE_METRICS: metrics_json(s),
         paths.DATA_METRICS: data_json(s),
         paths.GATE_REPORT: gate_json(s),
+        paths.SKEW: skew_json(s),
     }
     for split, shift in (("validation", -0.01), ("golden", 0.0)):
         for kind, rows in curves(shift + s["auc"] - 0.73).items():
@@ -486,6 +509,7 @@ def test_report_sections_in_order(built):
         "## Metrics against production v1.0.0",
         "## Slices of golden",
         "## Quarantine",
+        "## Training/serving skew",
         "## Stage timings",
         "## Plots",
     ]
@@ -527,6 +551,11 @@ def test_report_sections_in_order(built):
     assert table_row(quarantine, "`impressions`")[1:] == ["20,000", "19,963", "37", "0.18%"]
     assert table_row(quarantine, "`clicks`", "`orphan:impressions`")[2:] == ["2"]
     assert table_row(quarantine, "`impressions`", "`malformed_record`")[2:] == ["25"]
+    # Skew from skew.json: the figures, and which feature differs.
+    skew = section(text, "## Training/serving skew")
+    assert "**37 of 1,000 differ**" in skew
+    assert table_row(skew, "1,000")[1:] == ["37", "37", "0.0125"]
+    assert table_row(skew, "`hour`")[1:] == ["37"]
     # Timings from the log: ran, unchanged, cached.
     timings = section(text, "## Stage timings")
     assert table_row(timings, "`ingest`")[1:] == ["unchanged", "–"]
