@@ -87,6 +87,7 @@ def over_http(path: Path, raw: list[dict], features: list[dict], args) -> dict[s
             result = open_loop(
                 port, bodies, args.rate, args.duration, args.connections, args.warmup
             )
+            paced = hey(port, bodies[0], args) if shutil.which("hey") else None
             closed = wrk(port, bodies[0], args.duration) if shutil.which("wrk") else None
             print(
                 f"HTTP, {contract} single-row requests, open loop at {args.rate:g} rps "
@@ -100,12 +101,55 @@ def over_http(path: Path, raw: list[dict], features: list[dict], args) -> dict[s
                 f"  latency from scheduled send (ms): p50 {result['p50']:.3f}   "
                 f"p99 {result['p99']:.3f}   max {result['max']:.3f}"
             )
-            print(f"  wrk, closed loop: {closed or 'not installed'}")
+            print(f"  hey at {args.rate:g} rps: {paced or 'not installed'}")
+            print(f"  wrk, closed loop (the most it answers): {closed or 'not installed'}")
             p99[contract] = result["p99"]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     return p99
+
+
+def hey(port: int, body: bytes, args) -> str:
+    """hey at --rate over --connections workers (each paced at its share): requests/s
+    and its latency percentiles. hey waits for each answer before the next request, so
+    a stall delays what follows instead of showing in the tail (the open loop above
+    does not)."""
+    with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
+        f.write(body)
+    out = subprocess.run(
+        [
+            "hey",
+            "-z",
+            f"{int(args.duration)}s",
+            "-c",
+            str(args.connections),
+            "-q",
+            f"{args.rate / args.connections:g}",
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-D",
+            f.name,
+            f"http://127.0.0.1:{port}/predict",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=args.duration + 60,
+    ).stdout
+    Path(f.name).unlink()
+    rate = next(line.split()[1] for line in out.splitlines() if "Requests/sec" in line)
+    pct = {
+        line.split()[0]: float(line.split()[2]) * 1e3
+        for line in out.splitlines()
+        if line.strip().startswith(("50%", "99%"))
+    }
+    codes = [line.strip() for line in out.splitlines() if line.strip().startswith("[")]
+    return (
+        f"{float(rate):,.0f} requests/s, p50 {pct.get('50%', 0):.2f} ms, "
+        f"p99 {pct.get('99%', 0):.2f} ms, statuses {' '.join(codes)}"
+    )
 
 
 def wrk(port: int, body: bytes, duration: float) -> str:
@@ -145,13 +189,8 @@ def resident() -> int:
 
 
 def memory(own: store.Snapshot, keys: int) -> None:
-    """Resident bytes a Lookup takes for `keys` values of one history key."""
-    spec = json.loads(json.dumps(own.spec))
-    spec["history"] = {
-        **spec["history"],
-        "keys": ["user_id"],
-        "columns": {"user_id": [f"hist_user_id_{k}" for k in ("n", "ctr", "recent")]},
-    }
+    """Resident bytes a Lookup takes for `keys` values of the user key (the package's own
+    snapshot with its user table replaced by a synthetic one of that many users)."""
     rng = np.random.default_rng(0)
     users = pa.table(
         {
@@ -161,22 +200,20 @@ def memory(own: store.Snapshot, keys: int) -> None:
             "hist_user_id_recent": rng.integers(0, 50, keys).astype(float),
         }
     )
-    tables = {n: t for n, t in own.tables.items() if n.startswith("dimension.")}
-    tables[store.history_file("user_id")] = users
+    tables = {**own.tables, store.history_file("user_id"): users}
     with tempfile.TemporaryDirectory() as tmp:
-        files = store.files(tables, spec, own.cut)
-        manifest.write(Path(tmp) / "s", files)
-        del users, tables, files
+        manifest.write(Path(tmp) / "s", store.files(tables, own.spec, own.cut))
+        del users, tables
         snapshot = store.load(Path(tmp) / "s")
         gc.collect()
         before = resident()
         lookup = Lookup(snapshot)
         gc.collect()
         after = resident()
-    file_mb = sum(t.nbytes for t in snapshot.tables.values()) / 1e6
+    arrow_mb = sum(t.nbytes for t in snapshot.tables.values()) / 1e6
     print(
         f"memory: a Lookup of {keys:,} user keys takes {(after - before) / 1e6:,.0f} MB resident "
-        f"({(after - before) / keys:.0f} bytes a key; the Arrow tables {file_mb:,.0f} MB)"
+        f"({(after - before) / keys:.0f} bytes a key; its Arrow tables {arrow_mb:,.0f} MB)"
     )
     assert len(lookup.values["user_id"]) == keys
 
