@@ -236,13 +236,15 @@ class Lookup:
 
 
 def _kind(arrow_type: pa.DataType) -> str:
-    """A snapshot column's Arrow type as a declared column type."""
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return "string"
-    if pa.types.is_integer(arrow_type):
-        return "long"
-    if pa.types.is_floating(arrow_type):
-        return "double"
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
+    """A snapshot column's Arrow type as the column type a table declares. Unlike
+    infer.arrow_type (which drafts a config and calls anything else text), a type no
+    declaration has keeps its own name, so a cast can refuse it."""
+    for test, kind in (
+        (pa.types.is_string, "string"),
+        (pa.types.is_integer, "long"),
+        (pa.types.is_floating, "double"),
+        (pa.types.is_boolean, "boolean"),
+    ):
+        if test(arrow_type):
+            return kind
     return str(arrow_type)

@@ -34,7 +34,7 @@ def refresh(
     expected = store.load(package / store.FOLDER)  # the package's own, checked
     if snapshot.config_of(data) != expected.config:
         raise DataError(
-            f"{params._source}: its data config builds other features than the model "
+            f"{config.PARAMS_FILE}: its data config builds other features than the model "
             f"{package} was trained on (config {snapshot.config_of(data)[:12]}, the "
             f"package's {expected.config[:12]}); retrain instead of refreshing"
         )

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from ctrpipe import fileio
 from ctrpipe.data import features
 from ctrpipe.data.dataset import Labelled
+from ctrpipe.data.raw import SPARK_TYPES
 from ctrpipe.data.settings import Data, joined_columns
 from ctrpipe.online import store
 
@@ -123,10 +124,24 @@ def skew_sample(labelled: Labelled, data: Data, ids: list[str], columns: list[st
     )
     probes = {k: sample.where(F.col(k).isNotNull()).select(k, data.time).distinct() for k in keys}
     found = features.history_of(rows.select(data.time, features.LABEL, *keys), data, probes)
-    columns = sample.columns
+    columns = [raw_time(data) if c == data.time else c for c in sample.columns]
     for k in keys:
         sample = sample.join(found[k], [k, data.time], "left")
     return sample.select(*columns, *features.history_columns(data))  # the id first
+
+
+def raw_time(data: Data):
+    """The time column as the raw table holds it, as a raw request sends it: the inverse
+    of features.as_timestamp (a year, epoch seconds, a date or a timestamp)."""
+    declared = data.tables[data.base].columns[data.time].type
+    t = F.col(data.time)
+    if data.time_unit == "year":
+        t = F.year(t)
+    elif data.time_unit == "seconds":
+        t = F.unix_timestamp(t)
+    elif declared == "date":
+        t = F.to_date(t)
+    return t.cast(SPARK_TYPES[declared]).alias(data.time)
 
 
 def to_arrow(frames: dict[str, DataFrame], order: dict[str, list[str]]) -> dict[str, pa.Table]:

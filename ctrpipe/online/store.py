@@ -82,6 +82,13 @@ def load(path: str | Path) -> Snapshot:
         if digest_of(info["spec"]) != info["config"]:
             raise ValueError("its spec does not match its config digest")
         cut = info["cut"] and dt.datetime.fromisoformat(info["cut"])
+        spec = info["spec"]
+        named = [j["file"] for j in spec["joins"]] + [
+            history_file(k) for k in spec["history"]["keys"]
+        ]
+        absent = [name for name in named if name not in info["rows"]]
+        if absent:
+            raise ValueError(f"its spec names {absent[0]}, which it does not hold")
         # One thread: with onnxruntime loaded (the service, the CLI), Arrow's reader
         # threads abort the interpreter at exit about half the time ("terminate called
         # without an active exception"; pyarrow 26.0.1, onnxruntime 1.32.0).

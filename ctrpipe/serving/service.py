@@ -86,13 +86,19 @@ class Model:
     online: Lookup | None = None  # the snapshot raw requests are served from
 
     def features(self, rows: list, online: Lookup | None = None) -> tuple[str, list]:
-        """The request's contract and its rows as feature rows. A row of exactly the model's
-        features is taken as it is ("features"); otherwise, with a snapshot, each row is
-        a raw base record whose features are looked up ("raw"), even one that holds
-        every feature among its fields (a base table that is all features, and a time)."""
+        """The request's contract, decided by its first row, and its rows as feature rows.
+        With a snapshot, a row of base-table fields only is a raw record whose features
+        are looked up ("raw"), even one that holds every feature (a base table that is all
+        features, and a time); any other row is taken as the features ("features"), so a
+        typo beside every feature is refused as an unknown feature."""
         online = online or self.online
         first = rows[0] if rows else None
-        if online is None or type(first) is not dict or first.keys() == self.encoder.known:
+        if (
+            online is None
+            or type(first) is not dict
+            or first.keys() == self.encoder.known
+            or (first.keys() >= self.encoder.known and not first.keys() <= online.fields.keys())
+        ):
             return "features", rows
         looked_up = []
         for i, row in enumerate(rows):

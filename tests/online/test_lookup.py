@@ -28,15 +28,18 @@ CAMPAIGNS = {"c2": (400.0, 0.031, 80.0)}
 SLOTS = {"s3": (90.0, 0.05, 7.0)}
 
 
-@pytest.fixture(scope="module")
-def lookup(tmp_path_factory) -> Lookup:
-    data = make_data(tables={"impressions": {"columns": {"user_id": {"nullable": True}}}})
-    tables = snapshots.dimensions() | {
+def tables() -> dict:
+    return snapshots.dimensions() | {
         store.history_file("user_id"): snapshots.history("user_id", USERS),
         store.history_file("campaign_id"): snapshots.history("campaign_id", CAMPAIGNS),
         store.history_file("slot_id"): snapshots.history("slot_id", SLOTS),
     }
-    folder = snapshots.write(tmp_path_factory.mktemp("snapshot") / "s", data, tables)
+
+
+@pytest.fixture(scope="module")
+def lookup(tmp_path_factory) -> Lookup:
+    data = make_data(tables={"impressions": {"columns": {"user_id": {"nullable": True}}}})
+    folder = snapshots.write(tmp_path_factory.mktemp("snapshot") / "s", data, tables())
     return Lookup(store.load(folder))
 
 
@@ -128,8 +131,30 @@ def test_a_changed_snapshot_file_is_refused_naming_it(tmp_path):
         store.load(folder)
 
 
+def test_a_snapshot_without_a_table_its_spec_names_is_refused(tmp_path):
+    folder = snapshots.write(tmp_path / "s", make_data(), snapshots.dimensions())
+    with pytest.raises(DataError, match="names history.user_id.parquet, which it does not"):
+        store.load(folder)
+
+
 def test_a_snapshot_for_other_features_is_refused_for_the_model(tmp_path):
     lookup = Lookup(store.load(snapshots.tiny(tmp_path / "s")))
     lookup.check_model(["device", "campaign_id", "floor_price", "position"], "here")
     with pytest.raises(DataError, match=r"here: .*missing \['hour'\]"):
         lookup.check_model(["device", "campaign_id", "floor_price", "position", "hour"], "here")
+
+
+@pytest.mark.parametrize(
+    "column, unit, sent, hour, day",
+    [
+        ({"type": "long"}, "seconds", 1767574800, 1.0, 2.0),  # 2026-01-05 01:00 UTC, a Monday
+        ({"type": "int"}, "year", 2026, 0.0, 5.0),  # 1 January 2026, a Thursday
+        ({"type": "date"}, None, "2026-01-04", 0.0, 1.0),  # a Sunday
+    ],
+    ids=["epoch seconds", "year", "date"],
+)
+def test_the_time_is_read_as_generate_reads_its_column(tmp_path, column, unit, sent, hour, day):
+    data = make_data(tables={"impressions": {"columns": {"ts": column}}}, time_unit=unit)
+    folder = snapshots.write(tmp_path / "s", data, tables())
+    row = Lookup(store.load(folder)).features_of(RECORD | {"ts": sent})
+    assert (row["hour"], row["day_of_week"]) == (hour, day)

@@ -122,7 +122,7 @@ def test_a_mismatched_snapshot_is_refused_and_the_served_one_stays(server, packa
     folders, _ = packages
     client = Client(server)
     # built with other features (the default data config's, with history and time)
-    other = snapshots.write(tmp_path / "other", make_data(), snapshots.dimensions())
+    other = snapshots.write(tmp_path / "other", make_data(), snapshots.full(make_data()))
     service = Service(snapshot=other)
     with pytest.raises(DataError, match=f"{other}: built with another feature config"):
         service.load(folders["a"])

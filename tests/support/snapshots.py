@@ -51,6 +51,11 @@ def history(key: str, values: dict) -> pa.Table:
     )
 
 
+def full(data: Data) -> dict[str, pa.Table]:
+    """The dimensions, and an empty table for each of `data`'s history keys."""
+    return dimensions() | {store.history_file(k): history(k, {}) for k in data.history.keys}
+
+
 def write(folder: Path, data: Data, tables: dict[str, pa.Table], cut=CUT) -> Path:
     manifest.write(folder, store.files(tables, snapshot.spec(data), cut))
     return folder
