@@ -32,10 +32,11 @@ def refresh(
     """Build, check and write the snapshot; the written one, loaded."""
     data = params.section("data", Data)
     expected = store.load(package / store.FOLDER)  # the package's own, checked
-    if snapshot.config_of(data) != expected.config:
+    built = snapshot.config_of(data)
+    if built != expected.config:
         raise DataError(
             f"{config.PARAMS_FILE}: its data config builds other features than the model "
-            f"{package} was trained on (config {snapshot.config_of(data)[:12]}, the "
+            f"{package} was trained on (config {built[:12]}, the "
             f"package's {expected.config[:12]}); retrain instead of refreshing"
         )
     for table in data.tables.values():  # fail fast, before Spark starts

@@ -75,20 +75,8 @@ def load(path: str | Path) -> Snapshot:
     naming the file when one is missing, altered or not a snapshot's."""
     path = Path(path)
     found = manifest.verify(path)
+    info = checked_info(path, found)
     try:
-        info = json.loads(found[INFO])
-        if info["format"] != FORMAT:
-            raise ValueError(f"format {info['format']}, this code reads {FORMAT}")
-        if digest_of(info["spec"]) != info["config"]:
-            raise ValueError("its spec does not match its config digest")
-        cut = info["cut"] and dt.datetime.fromisoformat(info["cut"])
-        spec = info["spec"]
-        named = [j["file"] for j in spec["joins"]] + [
-            history_file(k) for k in spec["history"]["keys"]
-        ]
-        absent = [name for name in named if name not in info["rows"]]
-        if absent:
-            raise ValueError(f"its spec names {absent[0]}, which it does not hold")
         # One thread: with onnxruntime loaded (the service, the CLI), Arrow's reader
         # threads abort the interpreter at exit about half the time ("terminate called
         # without an active exception"; pyarrow 26.0.1, onnxruntime 1.32.0).
@@ -96,9 +84,34 @@ def load(path: str | Path) -> Snapshot:
             name: pq.read_table(pa.BufferReader(found[name]), use_threads=False)
             for name in info["rows"]
         }
-    except (KeyError, ValueError, TypeError, pa.ArrowException) as exc:
+    except pa.ArrowException as exc:
         raise DataError(f"{path / INFO}: not an online snapshot ({exc})") from None
+    cut = info["cut"] and dt.datetime.fromisoformat(info["cut"])
     return Snapshot(path, manifest.digest(path), cut, info["config"], info["spec"], tables)
+
+
+def checked_info(path: Path, found: dict[str, bytes]) -> dict:
+    """snapshot.json of the verified files `found`, checked: its format, its spec against
+    its config digest, a readable cut, and every table its spec names present."""
+    try:
+        info = json.loads(found[INFO])
+        if info["format"] != FORMAT:
+            raise ValueError(f"format {info['format']}, this code reads {FORMAT}")
+        if digest_of(info["spec"]) != info["config"]:
+            raise ValueError("its spec does not match its config digest")
+        info["cut"] and dt.datetime.fromisoformat(info["cut"])
+        spec = info["spec"]
+        named = [j["file"] for j in spec["joins"]]
+        named += [history_file(k) for k in spec["history"]["keys"]]
+        absent = [name for name in named if name not in info["rows"]]
+        if absent:
+            raise ValueError(f"its spec names {absent[0]}, which it does not hold")
+        unlisted = [name for name in info["rows"] if name not in found]
+        if unlisted:
+            raise ValueError(f"{unlisted[0]} is not in its manifest")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DataError(f"{path / INFO}: not an online snapshot ({exc})") from None
+    return info
 
 
 def newest(folder: Path, config: str) -> Path | None:
@@ -123,7 +136,7 @@ def packaged(path: str | Path) -> dict[str, bytes]:
     """The snapshot's files, manifest included, as a package holds them (under FOLDER),
     after checking them: the package's manifest then covers the snapshot's too."""
     path = Path(path)
-    load(path)
     found = manifest.verify(path)
+    checked_info(path, found)
     found[manifest.MANIFEST] = (path / manifest.MANIFEST).read_bytes()
     return {f"{FOLDER}/{name}": data for name, data in found.items()}

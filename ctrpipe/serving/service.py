@@ -289,6 +289,8 @@ class Service:
         if path is None:
             return None
         snapshot = store.load(path)
+        if path == loaded.path / store.FOLDER:  # its own: the config to match, loaded once
+            self._configs[loaded.digest] = snapshot.config
         expected = self._config(loaded)
         if snapshot.config != expected:
             raise DataError(
