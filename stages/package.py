@@ -4,21 +4,28 @@ Converts the model to ONNX (refusing when its predictions differ from XGBoost's)
 the schema, the reference profile for drift monitoring, a model card, the online snapshot
 raw requests are served from, and a sha256 manifest, all at once: a failure leaves no
 package.
+
+Before the package is written, a staged copy of it serves sampled golden rows from their
+raw records (the skew check, ctrpipe/serving/skew.py); the figures go into the model card
+and into a metric of the pipeline, so a published version states the skew it was built
+with.
 """
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ctrpipe import config, paths
+from ctrpipe import config, fileio, paths
 from ctrpipe.errors import DataError, exits_cleanly
 from ctrpipe.model import card, package
 from ctrpipe.model.encoding import FeatureSchema
 from ctrpipe.model.settings import Package
 from ctrpipe.online import store
+from ctrpipe.serving import skew
 
 
 @exits_cleanly
@@ -28,9 +35,9 @@ def main(argv=None):
     for name in ("model", "schema", "train-params", "train", "validation", "snapshot", "out"):
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--metrics", required=True, help="may be absent: the card then says so")
-    parser.add_argument(
-        "--golden", required=True, help="not read; only its hash in dvc.lock goes into the card"
-    )
+    parser.add_argument("--golden", required=True, help="the skew check's expected rows")
+    parser.add_argument("--skew-sample", required=True, help="the skew check's raw records")
+    parser.add_argument("--skew", required=True, help="where the skew figures go")
     parser.add_argument("--lock", default=paths.LOCK_FILE)
     parser.add_argument(
         "--commit", default=None, help="default: the last commit that changed ctrpipe/ or stages/"
@@ -59,8 +66,25 @@ def main(argv=None):
         },
     )
     files = package.build(inputs, settings) | store.packaged(args.snapshot)
+    figures = skew_figures(files, read_table(args.skew_sample), read_table(args.golden))
+    files["model_card.md"] += card.skew(figures).encode("utf-8")
     digest = package.write(args.out, files)
-    print(f"package: {args.out} sha256 {digest} in {time.perf_counter() - started:.1f} s")
+    fileio.write_json(args.skew, figures)
+    print(
+        f"package: {args.out} sha256 {digest} in {time.perf_counter() - started:.1f} s; skew: "
+        f"{figures['rows_different']} of {figures['rows_checked']} golden rows differ "
+        f"(features {figures['features_different'] or 'none'}, predictions "
+        f"{figures['predictions_different']})"
+    )
+
+
+def skew_figures(files: dict[str, bytes], sample, golden) -> dict:
+    """The skew check on a staged copy of the package: the service loads a folder, and
+    the card that states the figures is one of the package's files."""
+    with tempfile.TemporaryDirectory(prefix=".package.") as tmp:
+        staged = Path(tmp) / "package"
+        package.write(staged, files)
+        return skew.check(staged, sample, golden)
 
 
 def read_bytes(path: str) -> bytes:

@@ -106,6 +106,21 @@ def render(
     return "\n".join(parts)
 
 
+def skew(figures: dict) -> str:
+    """The card's skew section: the package's golden rows served from their raw records
+    against generate's rows (stages/package.py runs the check on a staged copy)."""
+    return "\n".join(
+        [
+            "\n## Training/serving skew\n",
+            f"Golden rows served from their raw records through the service, with the "
+            f"online snapshot `{figures['snapshot'][:12]}` cut at each row's time: "
+            f"**{figures['rows_different']} of {figures['rows_checked']} differ** from "
+            f"generate's rows, in a feature or in the prediction.\n",
+            _table(_flat({k: v for k, v in figures.items() if k != "snapshot"})),
+        ]
+    )
+
+
 def _model(booster: xgb.Booster, schema: FeatureSchema) -> str:
     n = len(schema.names)
     return _table(

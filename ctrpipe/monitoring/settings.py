@@ -112,6 +112,7 @@ class Monitor(Strict):
 
 class Simulate(Strict):
     source: Literal["train", "validation", "golden"] = "validation"
+    contract: Literal["raw", "features"] = "raw"
     rows: int = Field(20_000, ge=1)
     batch: int = Field(20, ge=1)
     seed: int = 7

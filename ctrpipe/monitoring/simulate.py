@@ -4,6 +4,10 @@
 from the validation set, then the same rows with a configured drift (conf/simulate/),
 each followed by `monitor`. The rows' event ids go with them as request ids, and their
 labels are written as the delayed clicks, so the monitor can join them.
+
+By default the requests are raw, as an ad server sends them: the replayed rows' base
+records from data/raw, served with an online snapshot cut at the earliest of them, so
+the service looks up what it would have known then and no row sees its own click.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pyarrow.compute as pc
 from ctrpipe import paths
 from ctrpipe.errors import ConfigError, DataError
 from ctrpipe.model.encoding import FeatureSchema
+from ctrpipe.serving import payload
 
 
 @dataclass(frozen=True)
@@ -44,13 +49,18 @@ def sample(table: pa.Table, rows: int, seed: int) -> pa.Table:
     return table.take(pa.array(index))
 
 
-def default_drift(table: pa.Table, schema: FeatureSchema, gain: dict[str, float]) -> dict:
-    """A drift any package shows, built from its own features: the first categorical
-    feature's rarest value given to 60% of the rows, and the numeric feature the model
-    leans on most (by total gain) moved by two standard deviations."""
+def default_drift(
+    table: pa.Table, schema: FeatureSchema, fields: list[str], gain: dict[str, float]
+) -> dict:
+    """A drift any package shows, built from its own features that the requests carry
+    (`fields`): the first categorical feature's rarest value given to 60% of the rows,
+    and the numeric feature the model leans on most (by total gain) moved by two
+    standard deviations."""
     spec = {}
-    if schema.categorical:
-        name = next(iter(schema.categorical))
+    categorical = [n for n in schema.categorical if n in fields]
+    numeric = [n for n in schema.numeric if n in fields]
+    if categorical:
+        name = categorical[0]
         known = set(schema.categorical[name])  # a value the model has a code for
         counts = [
             c
@@ -60,19 +70,19 @@ def default_drift(table: pa.Table, schema: FeatureSchema, gain: dict[str, float]
         if counts:
             rarest = min(counts, key=lambda c: (c["counts"], str(c["values"])))
             spec[name] = {"set": rarest["values"], "fraction": 0.6}
-    if schema.numeric:
-        name = max(schema.numeric, key=lambda n: (gain.get(n, 0.0), n))
+    if numeric:
+        name = max(numeric, key=lambda n: (gain.get(n, 0.0), n))
         spread = pc.stddev(table.column(name).cast(pa.float64())).as_py() or 1.0
         spec[name] = {"shift": round(2 * spread, 6)}
     return spec
 
 
-def check_drift(spec: dict, schema: FeatureSchema) -> None:
-    unknown = [name for name in spec if name not in schema.names]
+def check_drift(spec: dict, fields: list[str]) -> None:
+    unknown = [name for name in spec if name not in fields]
     if unknown:
         raise ConfigError(
-            f"simulate.drift: '{unknown[0]}' is not a feature of the package (its features: "
-            f"{', '.join(schema.names)})"
+            f"simulate.drift: '{unknown[0]}' is not a feature of the package's requests "
+            f"(they carry: {', '.join(fields)})"
         )
 
 
@@ -98,10 +108,14 @@ def drifted(table: pa.Table, spec: dict, seed: int) -> pa.Table:
                     f"simulate.drift.{name}: scale and shift need a numeric "
                     f"column; '{name}' is {column.type}"
                 )
-            column = pc.add(
+            moved = pc.add(
                 pc.multiply(column.cast(pa.float64()), change.get("scale", 1.0)),
                 change.get("shift", 0.0),
             )
+            # A raw record's integer field stays an integer: the service refuses 13.9
+            # for an hour.
+            whole = pa.types.is_integer(column.type)
+            column = pc.round(moved).cast(column.type) if whole else moved
         else:
             raise ConfigError(
                 f"simulate.drift.{name}: give 'set' (with 'fraction'), 'scale' or 'shift'"
@@ -110,22 +124,53 @@ def drifted(table: pa.Table, spec: dict, seed: int) -> pa.Table:
     return table
 
 
-def requests(table: pa.Table, schema: FeatureSchema, batch: int) -> list[bytes]:
-    """POST /predict bodies of `batch` rows each, the schema's id column as their ids."""
-    missing = [c for c in [*schema.names, schema.id] if c not in table.column_names]
+def requests(table: pa.Table, fields: list[str], id_column: str, batch: int) -> list[bytes]:
+    """POST /predict bodies of `batch` rows each: `fields` of each row, `id_column` as
+    their ids."""
+    missing = [c for c in [*fields, id_column] if c not in table.column_names]
     if missing:
         raise DataError(f"replayed rows: column '{missing[0]}' missing")
-    columns = {name: table.column(name).to_pylist() for name in schema.names}
-    ids = [str(i) for i in table.column(schema.id).to_pylist()]
-    rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
-    for row in rows:  # the service takes null, not NaN, for a missing number
-        for name in schema.numeric:
-            if row[name] is not None and row[name] != row[name]:
-                row[name] = None
+    columns = [table.column(name).to_pylist() for name in fields]
+    rows = [
+        {name: payload.json_value(v) for name, v in zip(fields, values)} for values in zip(*columns)
+    ]
+    ids = [str(i) for i in table.column(id_column).to_pylist()]
     return [
         json.dumps({"rows": rows[i : i + batch], "ids": ids[i : i + batch]}).encode()
         for i in range(0, len(rows), batch)
     ]
+
+
+def raw_traffic(repo: Path, folder: Path, rows: pa.Table, spark, out: Path) -> pa.Table:
+    """The base records of `rows` (a split's) from the project's data/raw, as a client
+    sends them, and an online snapshot cut at the earliest of them written to `out`:
+    traffic after the cut, as a served snapshot meets it."""
+    from ctrpipe import config, manifest
+    from ctrpipe.data import dataset
+    from ctrpipe.online import refresh, snapshot
+
+    params = config.load(repo / config.PARAMS_FILE)
+    data = refresh.matching_data(
+        params,
+        folder,
+        "simulate replays raw records of the data config the model was built "
+        "with (or set simulate.contract: features)",
+    )
+    labelled = dataset.label(
+        spark, data, repo / paths.RAW, params.section("spark", config.Spark).broadcast_max_rows
+    )
+    key = labelled.key  # the splits' id column
+    ids = rows.column(key).cast(pa.string()).to_pylist()
+    found = snapshot.raw_records(labelled, data, ids)
+    (records,) = snapshot.to_arrow({"records": found}, {"records": [key]}).values()
+    if records.num_rows != len(ids):
+        raise DataError(
+            f"{repo / paths.RAW}: the records of {records.num_rows:,} of the {len(ids):,} "
+            f"replayed rows found; the splits were built from other raw data (run `dvc repro`)"
+        )
+    cut = pc.min(rows.column(data.time)).as_py().replace(tzinfo=None) if data.time else None
+    manifest.write(out, snapshot.build(labelled, data, cut))
+    return records
 
 
 def model_gain(folder: Path) -> dict[str, float]:
@@ -191,25 +236,32 @@ def walkthrough(
         )
     rows = sample(pq.read_table(source), s.rows, s.seed)
     schema = package.load(folder).schema
-    check_drift(s.drift, schema)
-    spec = s.drift or default_drift(rows, schema, model_gain(folder))
+    table, fields, snapshot = rows, schema.names, None
+    if s.contract == "raw":
+        snapshot = repo / s.out / "snapshot"
+        shutil.rmtree(snapshot, ignore_errors=True)
+        table = raw_traffic(repo, folder, rows, spark, snapshot)
+        fields = [c for c in table.column_names if c != schema.id]
+        say(f"raw requests ({', '.join(fields)}), snapshot cut at the earliest replayed row")
+    check_drift(s.drift, fields)
+    spec = s.drift or default_drift(table, schema, fields, model_gain(folder))
     say(f"drifted phase: {json.dumps(spec, sort_keys=True)}")
     command = [sys.executable if w == "python" else w for w in s.retrain_command]
     results = {}
-    for phase, table in (("clean", rows), ("drifted", drifted(rows, spec, s.seed + 1))):
+    for phase, sent_rows in (("clean", table), ("drifted", drifted(table, spec, s.seed + 1))):
         out = repo / s.out / phase
         shutil.rmtree(out, ignore_errors=True)
-        service = Service(log=RequestLog(dir=str(out / "logs"), sample_rate=1.0))
+        service = Service(log=RequestLog(dir=str(out / "logs"), sample_rate=1.0), snapshot=snapshot)
         server = Server(("127.0.0.1", 0), service).start()
         try:
             service.load(folder, version)
-            sent = replay(server.url, requests(table, schema, s.batch))
+            sent = replay(server.url, requests(sent_rows, fields, schema.id, s.batch))
             service.log.flush()
             say(
                 f"{phase}: replayed {sent.rows} rows in {sent.requests} requests to "
                 f"{server.url} ({sent.seconds:.1f} s; statuses {sent.statuses})"
             )
-            pq.write_table(labels(table, schema), out / "labels.parquet")
+            pq.write_table(labels(rows, schema), out / "labels.parquet")
             retrain = {"kind": "command", "command": command} if command else {}
             settings = updated(
                 ops.monitor,

@@ -30,15 +30,7 @@ def refresh(
     cut: dt.datetime | None = None,
 ) -> store.Snapshot:
     """Build, check and write the snapshot; the written one, loaded."""
-    data = params.section("data", Data)
-    expected = store.load(package / store.FOLDER)  # the package's own, checked
-    built = snapshot.config_of(data)
-    if built != expected.config:
-        raise DataError(
-            f"{config.PARAMS_FILE}: its data config builds other features than the model "
-            f"{package} was trained on (config {built[:12]}, the "
-            f"package's {expected.config[:12]}); retrain instead of refreshing"
-        )
+    data = matching_data(params, package, "retrain instead of refreshing")
     for table in data.tables.values():  # fail fast, before Spark starts
         raw.inspect(raw_dir, table)
     settings = params.section("spark", config.Spark)
@@ -56,3 +48,18 @@ def refresh(
     else:
         staged.rename(target)
     return store.load(target)
+
+
+def matching_data(params: config.Params, package: Path, advice: str) -> Data:
+    """params.yaml's data config, which must build the features of the package's own
+    snapshot (the spec's digest); a DataError ending in `advice` if it does not."""
+    data = params.section("data", Data)
+    expected = store.load(package / store.FOLDER)  # the package's own, checked
+    built = snapshot.config_of(data)
+    if built != expected.config:
+        raise DataError(
+            f"{config.PARAMS_FILE}: its data config builds other features than the model "
+            f"{package} was trained on (config {built[:12]}, the "
+            f"package's {expected.config[:12]}); {advice}"
+        )
+    return data

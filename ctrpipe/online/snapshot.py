@@ -130,6 +130,18 @@ def skew_sample(labelled: Labelled, data: Data, ids: list[str], columns: list[st
     return sample.select(*columns, *features.history_columns(data))  # the id first
 
 
+def raw_records(labelled: Labelled, data: Data, ids: list[str]) -> DataFrame:
+    """The base records of rows `ids` as a client sends them: the id (as text), then
+    the request's fields, the time as the raw table holds it."""
+    key = labelled.key
+    wanted = labelled.rows.sparkSession.createDataFrame([(i,) for i in ids], f"{key} string")
+    rows = labelled.rows.withColumn(key, F.col(key).cast("string"))
+    found = rows.join(F.broadcast(wanted), key)
+    return found.select(
+        key, *(raw_time(data) if c == data.time else c for c in request_columns(data))
+    )
+
+
 def raw_time(data: Data):
     """The time column as the raw table holds it, as a raw request sends it: the inverse
     of features.as_timestamp (a year, epoch seconds, a date or a timestamp)."""

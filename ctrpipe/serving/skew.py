@@ -10,13 +10,13 @@ are compared with the golden file's, bit for bit, and its answer with
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ctrpipe.errors import DataError
+from ctrpipe.serving import payload
 from ctrpipe.serving.service import Service
 
 
@@ -49,7 +49,7 @@ def check(package_path, sample: pa.Table, golden: pa.Table) -> dict:
                 if record[k] is not None
             }
         )
-        raw = {c: _json_value(record[c]) for c in spec["request"]}
+        raw = {c: payload.json_value(record[c]) for c in spec["request"]}
         status, answer = service.predict(json.dumps({"row": raw}).encode(), online=at)
         if status != 200:
             raise DataError(f"golden row {record[key]}: the service answered {status}: {answer}")
@@ -69,15 +69,7 @@ def check(package_path, sample: pa.Table, golden: pa.Table) -> dict:
         "max_prediction_difference": largest,
         "features_different": {n: c for n, c in differ.items() if c},
         "snapshot": model.online.snapshot.digest,
-        "package": model.loaded.digest,
     }
-
-
-def _json_value(value):
-    """A raw value as a client sends it in JSON: times as ISO 8601 text."""
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return value
 
 
 def _same(a, b) -> bool:

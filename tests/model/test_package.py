@@ -217,6 +217,8 @@ def stage_files(tiny, root: Path) -> list[str]:
     pq.write_table(validation, root / paths.VALIDATION)
     (root / "params.yaml").write_text(yaml.safe_dump(params_dict()))
     snapshots.tiny(root / paths.SNAPSHOT)
+    pq.write_table(snapshots.SKEW_SAMPLE, root / paths.SKEW_SAMPLE)
+    pq.write_table(snapshots.SKEW_GOLDEN, root / paths.GOLDEN)
     return [*stage_args("package"), "--params", "params.yaml", "--commit", "feedbeef"]
 
 
@@ -225,7 +227,12 @@ def test_stage_writes_a_package_that_loads(tiny, tmp_path, monkeypatch, capsys):
     package_stage.main(stage_files(tiny, tmp_path))
     loaded = package.load(paths.PACKAGE)
     assert loaded.digest in capsys.readouterr().out
-    assert "`feedbeef`" in (tmp_path / paths.PACKAGE / "model_card.md").read_text()
+    card = (tmp_path / paths.PACKAGE / "model_card.md").read_text()
+    assert "`feedbeef`" in card
+    # The skew check ran on the package before it was written; its card states it.
+    figures = json.loads((tmp_path / paths.SKEW).read_text())
+    assert (figures["rows_checked"], figures["rows_different"]) == (3, 0)
+    assert "**0 of 3 differ**" in card
     # The snapshot goes in whole, its own manifest too: the package's manifest covers it.
     inside = store.load(tmp_path / paths.PACKAGE / store.FOLDER)
     assert inside.digest == store.load(tmp_path / paths.SNAPSHOT).digest

@@ -85,7 +85,9 @@ def site(packages, tmp_path_factory):
         service.load(repo / paths.PACKAGE)
         srv = Server(("127.0.0.1", 0), service).start()
         try:
-            replayed = simulate.replay(srv.url, simulate.requests(table, loaded.schema, 250))
+            replayed = simulate.replay(
+                srv.url, simulate.requests(table, loaded.schema.names, loaded.schema.id, 250)
+            )
         finally:
             srv.stop()
         assert replayed.statuses == {200: replayed.requests}
@@ -341,7 +343,8 @@ def test_engineering_figures_from_a_live_metrics_page(packages):
     service.load(folders["a"])
     srv = Server(("127.0.0.1", 0), service).start()
     try:
-        good = simulate.requests(make_traffic(50, 9, sample=False), service.model.loaded.schema, 5)
+        schema = service.model.loaded.schema
+        good = simulate.requests(make_traffic(50, 9, sample=False), schema.names, schema.id, 5)
         replayed = simulate.replay(srv.url, [*good, b'{"rows": [{"x": 1}]}', b"nope"])
         for _ in range(100):  # a request is counted just after its answer is sent
             figures = engineering.figures(engineering.scrape(f"{srv.url}/metrics"))
@@ -401,6 +404,7 @@ def test_simulate_then_monitor_through_the_command_line(packages, tmp_path, spar
             "conf": {},
         },
         "simulate": {
+            "contract": "features",  # no raw data here: the split's rows as they are
             "rows": 3000,
             "batch": 100,
             "drift": SHIFT,

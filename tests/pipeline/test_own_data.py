@@ -58,7 +58,6 @@ def test_repro_runs_every_stage_and_the_gate_passes(repo):
         "evaluate",
         "snapshot",
         "package",
-        "skew",
         "production",
         "gate",
     }
@@ -84,10 +83,16 @@ def test_repro_runs_every_stage_and_the_gate_passes(repo):
 
 
 def test_simulate_drifts_the_packages_own_features(repo):
-    """No drift configured: simulate moves the first categorical feature and the numeric
-    one the model leans on most, and the monitor sees it."""
+    """No drift configured: simulate sends raw records and moves the first categorical
+    feature and the numeric one the model leans on most that they carry, and the
+    monitor sees it; every request is answered."""
     proc = attempt([sys.executable, "-m", "ctrpipe", "--repo", str(repo), "simulate"], repo)
     assert proc.returncode in (3, 4), proc.stderr[-3000:]
+    fields = proc.stdout.split("raw requests (")[1].split(")")[0].split(", ")
+    assert "shop" in fields and "stores_region" not in fields  # a joined column is looked up
+    for phase in ("clean", "drifted"):
+        replayed = proc.stdout.split(f"{phase}: replayed ")[1].splitlines()[0]
+        assert "(statuses {200: " in replayed and replayed.endswith("})"), replayed
     drift = json.loads(proc.stdout.split("drifted phase: ")[1].splitlines()[0])
     numeric = retail.data_config(repo)["features"]["numeric"]
     assert "shop" in drift and len(drift) == 2 and set(drift) - {"shop"} <= set(numeric)

@@ -60,11 +60,10 @@ STAGES = [
     "train",
     "evaluate",
     "package",
-    "skew",
     "production",
     "gate",
 ]
-MODEL_STAGES = ["train", "evaluate", "package", "skew", "gate"]
+MODEL_STAGES = ["train", "evaluate", "package", "gate"]
 ALWAYS = "production"  # reads git tags, which DVC cannot see: it runs on every repro
 
 
@@ -106,6 +105,9 @@ def test_repro_builds_every_output(repo):
     golden_rows = pq.read_metadata(repo / paths.GOLDEN).num_rows
     assert skew["rows_checked"] == min(1000, golden_rows) > 100
     assert (skew["rows_different"], skew["features_different"]) == (0, {}), skew
+    card = (repo / paths.PACKAGE / "model_card.md").read_text()  # the card states them
+    assert f"**0 of {skew['rows_checked']} differ**" in card
+    assert f"`{skew['snapshot'][:12]}`" in card
     assert loaded.schema.names == json.loads((repo / "models/schema.json").read_text())[
         "numeric"
     ] + list(json.loads((repo / "models/schema.json").read_text())["categorical"])

@@ -326,8 +326,9 @@ def test_an_alarm_on_a_baking_version_rolls_it_back_and_history_shows_it(repo, s
         shifted = simulate.drifted(
             rows, {"device": {"set": "ctv", "fraction": 0.8}, "floor_price": {"scale": 4.0}}, 2
         )
+        schema = service.model.loaded.schema
         replayed = simulate.replay(
-            srv.url, simulate.requests(shifted, service.model.loaded.schema, 300)
+            srv.url, simulate.requests(shifted, schema.names, schema.id, 300)
         )
     finally:
         srv.stop()

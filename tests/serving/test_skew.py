@@ -4,43 +4,19 @@ each one planted, by feature."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pyarrow as pa
 import pytest
 
 from ctrpipe.online.lookup import Lookup
 from ctrpipe.serving import skew
+from tests.support import snapshots
 
 pytestmark = pytest.mark.integration
-
-T = dt.datetime(2026, 1, 14, 10)
-SAMPLE = pa.table(
-    {
-        "event_id": ["e1", "e2", "e3"],
-        "ts": pa.array([T, T, T], pa.timestamp("us")),
-        "campaign_id": ["c1", "c-new", "c3"],
-        "slot_id": ["s0", "s1", "s-new"],
-        "device": ["mobile", "desktop", "tablet"],
-        "floor_price": [1.5, None, 0.2],
-    }
-)
-# generate's rows for them: position from the tiny snapshot's slots (index % 5 + 1)
-GOLDEN = pa.table(
-    {
-        "event_id": ["e0", "e1", "e2", "e3"],
-        "label": pa.array([0, 1, 0, 0], pa.int32()),
-        "device": ["ctv", "mobile", "desktop", "tablet"],
-        "campaign_id": ["c1", "c1", "c-new", "c3"],
-        "floor_price": [0.0, 1.5, None, 0.2],
-        "position": [1.0, 1.0, 2.0, None],
-    }
-)
 
 
 def test_rows_made_as_generate_makes_them_show_no_skew(packages):
     folders, _ = packages
-    figures = skew.check(folders["a"], SAMPLE, GOLDEN)
+    figures = skew.check(folders["a"], snapshots.SKEW_SAMPLE, snapshots.SKEW_GOLDEN)
     assert figures["rows_checked"] == 3
     assert (figures["rows_different"], figures["predictions_different"]) == (0, 0)
     assert figures["features_different"] == {}
@@ -48,8 +24,8 @@ def test_rows_made_as_generate_makes_them_show_no_skew(packages):
 
 def test_a_changed_value_is_skew_named_by_feature(packages):
     folders, _ = packages
-    changed = GOLDEN.set_column(5, "position", pa.array([1.0, 1.0, 2.0, 3.0]))
-    figures = skew.check(folders["a"], SAMPLE, changed)
+    changed = snapshots.SKEW_GOLDEN.set_column(5, "position", pa.array([1.0, 1.0, 2.0, 3.0]))
+    figures = skew.check(folders["a"], snapshots.SKEW_SAMPLE, changed)
     assert figures["rows_different"] == 1
     assert figures["features_different"] == {"position": 1}
     assert figures["predictions_different"] == 1  # the package predicts on position 3.0
@@ -64,5 +40,5 @@ def test_a_lookup_that_reads_another_table_is_caught(packages, monkeypatch):
         return row | {"position": None if row["position"] is None else row["position"] + 1}
 
     monkeypatch.setattr(Lookup, "features_of", off_by_one)
-    figures = skew.check(folders["a"], SAMPLE, GOLDEN)
+    figures = skew.check(folders["a"], snapshots.SKEW_SAMPLE, snapshots.SKEW_GOLDEN)
     assert figures["rows_different"] == 2 and figures["features_different"] == {"position": 2}

@@ -80,3 +80,29 @@ def tiny_data() -> Data:
 def tiny(folder: Path) -> Path:
     """A snapshot for the tiny model."""
     return write(folder, tiny_data(), dimensions())
+
+
+SKEW_TIME = dt.datetime(2026, 1, 14, 10)
+# Raw records of three golden rows of the tiny snapshot, and generate's rows for them:
+# what the skew check (ctrpipe/serving/skew.py) compares.
+SKEW_SAMPLE = pa.table(
+    {
+        "event_id": ["e1", "e2", "e3"],
+        "ts": pa.array([SKEW_TIME] * 3, pa.timestamp("us")),
+        "campaign_id": ["c1", "c-new", "c3"],
+        "slot_id": ["s0", "s1", "s-new"],
+        "device": ["mobile", "desktop", "tablet"],
+        "floor_price": [1.5, None, 0.2],
+    }
+)
+# generate's rows for them: position from the tiny snapshot's slots (index % 5 + 1)
+SKEW_GOLDEN = pa.table(
+    {
+        "event_id": ["e0", "e1", "e2", "e3"],
+        "label": pa.array([0, 1, 0, 0], pa.int32()),
+        "device": ["ctv", "mobile", "desktop", "tablet"],
+        "campaign_id": ["c1", "c1", "c-new", "c3"],
+        "floor_price": [0.0, 1.5, None, 0.2],
+        "position": [1.0, 1.0, 2.0, None],
+    }
+)
