@@ -79,10 +79,25 @@ class FeatureSchema:
 def fit(train: pa.Table, roles: dict, max_categories: int, min_count: int) -> FeatureSchema:
     """Vocabularies from the training split: up to `max_categories` values per feature,
     each seen at least `min_count` times, most frequent first (ties by value)."""
+    counts = {
+        name: {
+            c["values"]: c["counts"]
+            for c in pc.value_counts(train.column(name).drop_null().cast(pa.string())).to_pylist()
+        }
+        for name in roles["categorical"]
+    }
+    return from_counts(counts, roles, max_categories, min_count)
+
+
+def from_counts(
+    counts: dict[str, dict[str, int]], roles: dict, max_categories: int, min_count: int
+) -> FeatureSchema:
+    """The schema from each categorical feature's value counts in train (text values,
+    nulls not counted), however they were counted: by Arrow here, by Spark in
+    ctrpipe/model/distributed.py."""
     vocab = {}
     for name in roles["categorical"]:
-        counts = pc.value_counts(train.column(name).drop_null().cast(pa.string()))
-        pairs = [(c["counts"], c["values"]) for c in counts.to_pylist() if c["counts"] >= min_count]
+        pairs = [(n, value) for value, n in counts[name].items() if n >= min_count]
         pairs.sort(key=lambda p: (-p[0], p[1]))
         vocab[name] = [value for _, value in pairs[:max_categories]]
     return FeatureSchema(

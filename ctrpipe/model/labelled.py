@@ -43,23 +43,36 @@ def read(
 
 
 def check_label(label: pa.ChunkedArray, where: str) -> None:
-    if not (
-        pa.types.is_integer(label.type)
-        or pa.types.is_boolean(label.type)
-        or pa.types.is_floating(label.type)
-    ):
-        raise DataError(f"{where}: has type {label.type}; expected 0/1")
-    if label.null_count:
-        raise DataError(f"{where}: {label.null_count} null labels")
-    classes = sorted(pc.unique(label.cast(pa.float64())).to_pylist())
-    if not set(classes) <= {0.0, 1.0}:
-        raise DataError(f"{where}: labels must be 0 or 1 (found {classes[-1]:g})")
-    if len(classes) < 2:
-        raise DataError(f"{where}: only the class {classes[0]:g}; expected both 0 and 1")
+    check_label_facts(
+        label.type,
+        label.null_count,
+        lambda: pc.unique(label.cast(pa.float64())).to_pylist(),
+        where,
+    )
+
+
+def check_label_facts(kind: pa.DataType, nulls: int, classes, where: str) -> None:
+    """The label's checks from what they need, however it was counted: its Arrow type,
+    its nulls and (called only when those pass) its distinct values as floats."""
+    if not (pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_floating(kind)):
+        raise DataError(f"{where}: has type {kind}; expected 0/1")
+    if nulls:
+        raise DataError(f"{where}: {nulls} null labels")
+    found = sorted(classes())
+    if not set(found) <= {0.0, 1.0}:
+        raise DataError(f"{where}: labels must be 0 or 1 (found {found[-1]:g})")
+    if len(found) < 2:
+        raise DataError(f"{where}: only the class {found[0]:g}; expected both 0 and 1")
 
 
 def check_weight(weight: pa.ChunkedArray, where: str) -> None:
-    if not (pa.types.is_floating(weight.type) or pa.types.is_integer(weight.type)):
-        raise DataError(f"{where}: has type {weight.type}; expected a number")
-    if weight.null_count or pc.min(weight).as_py() <= 0:
+    check_weight_facts(weight.type, weight.null_count, lambda: pc.min(weight).as_py(), where)
+
+
+def check_weight_facts(kind: pa.DataType, nulls: int, smallest, where: str) -> None:
+    """The weight's checks from its Arrow type, its nulls and (called only when those
+    pass) its smallest value."""
+    if not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
+        raise DataError(f"{where}: has type {kind}; expected a number")
+    if nulls or smallest() <= 0:
         raise DataError(f"{where}: weights must be positive and not null")

@@ -22,6 +22,10 @@ class Model(Strict):
     num_boost_round: int = Field(400, gt=0)
     early_stopping_rounds: int = Field(30, gt=0)
     encoding: Encoding = Encoding()
+    # local: the splits in this process's memory. spark: XGBoost across `num_workers`
+    # Spark tasks on the session the spark group makes (ctrpipe/model/distributed.py).
+    engine: Literal["local", "spark"] = "local"
+    num_workers: int = Field(2, ge=1)
 
 
 class Dimension(Strict):
@@ -56,6 +60,7 @@ class Sweep(Strict):
     n_trials: int = Field(gt=0)
     sampler_seed: int = 17
     sample_rows: int = Field(100_000, gt=0)
+    parallel: int = Field(1, ge=1)  # trials at a time, as Spark tasks when above 1
     pruner: Pruner = Pruner()
     space: dict[str, Dimension] = Field(min_length=1)
 

@@ -31,18 +31,19 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, seconds: float =
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} after {seconds} s")
 
 
-def wait_for_worker(master_log: Path, seconds: float = 60) -> None:
+def wait_for_worker(master_log: Path, workers: int = 1, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if "Registering worker" in master_log.read_text():
+        if master_log.read_text().count("Registering worker") >= workers:
             return
         time.sleep(0.2)
-    raise TimeoutError("the worker did not register with the master")
+    raise TimeoutError(f"{workers} workers did not register with the master")
 
 
 @contextlib.contextmanager
-def standalone_cluster(workdir: Path, cores: int = 2, memory: str = "2g"):
-    """Yield the master URL of a one-worker cluster; stop both processes after."""
+def standalone_cluster(workdir: Path, cores: int = 2, memory: str = "2g", workers: int = 1):
+    """Yield the master URL of a cluster of `workers` workers of `cores` cores each; stop
+    every process after."""
     env = {
         **os.environ,
         "SPARK_HOME": str(SPARK_HOME),
@@ -74,30 +75,30 @@ def standalone_cluster(workdir: Path, cores: int = 2, memory: str = "2g"):
             )
         )
         wait_for_port(port, procs[0], master_log)
-        worker_log = workdir / "worker.log"
-        procs.append(
-            subprocess.Popen(
-                [
-                    spark_class,
-                    "org.apache.spark.deploy.worker.Worker",
-                    url,
-                    "--host",
-                    "127.0.0.1",
-                    "--cores",
-                    str(cores),
-                    "--memory",
-                    memory,
-                    "--webui-port",
-                    str(free_port()),
-                    "--work-dir",
-                    str(workdir / "work"),
-                ],
-                env=env,
-                stdout=worker_log.open("w"),
-                stderr=subprocess.STDOUT,
+        for n in range(workers):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        spark_class,
+                        "org.apache.spark.deploy.worker.Worker",
+                        url,
+                        "--host",
+                        "127.0.0.1",
+                        "--cores",
+                        str(cores),
+                        "--memory",
+                        memory,
+                        "--webui-port",
+                        str(free_port()),
+                        "--work-dir",
+                        str(workdir / f"work{n}"),
+                    ],
+                    env=env,
+                    stdout=(workdir / f"worker{n}.log").open("w"),
+                    stderr=subprocess.STDOUT,
+                )
             )
-        )
-        wait_for_worker(master_log)
+        wait_for_worker(master_log, workers)
         yield url
     finally:
         for proc in reversed(procs):
