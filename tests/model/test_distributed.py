@@ -5,7 +5,6 @@ gives the same model bytes with 2 workers and with 3, as good as the local engin
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,18 +21,21 @@ from ctrpipe.errors import ConfigError, DataError
 from ctrpipe.model import distributed, encoding, metrics, sweep, training
 from ctrpipe.model.settings import Model, Sweep
 from tests.conftest import ROOT, params_dict
-from tests.model.test_training import OUTPUTS, ROLES, SMALL, table
+from tests.model.test_training import (
+    OUTPUTS,
+    ROLES,
+    SMALL,
+    inputs,  # noqa: F401 (the splits fixture)
+    table,
+)
 from tests.support.spark_cluster import standalone_cluster
 from tests.support.stages import SPARK
 
 
 @pytest.fixture(scope="module")
-def splits(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("splits")
-    pq.write_table(table(4500, seed=1, negative_rate=0.6), folder / "train.parquet")
-    pq.write_table(table(1500, seed=2), folder / "validation.parquet")
-    (folder / "features.json").write_text(json.dumps(ROLES))
-    return folder
+def splits(inputs) -> Path:  # noqa: F811
+    """test_training's splits, features.json beside them."""
+    return inputs
 
 
 def train_stage(splits: Path, out: Path, **changes) -> subprocess.CompletedProcess:
