@@ -37,9 +37,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import ingest_and_generate  # bench/pipeline.py, this folder
+from pipeline import ingest_and_generate, size_params  # bench/pipeline.py, this folder
 
-from ctrpipe import params
 from ctrpipe.model import encoding, metrics
 from tests.support.spark_cluster import standalone_cluster
 
@@ -134,11 +133,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         for rows in (int(r) for r in args.rows):
-            work = Path(tmp) / f"rows{rows}"
-            work.mkdir()
-            p = params.compose(
-                work / "params.yaml", [f"data.source.synthetic.rows={rows}"], root=ROOT
-            )
+            work, p = size_params(Path(tmp), rows)
             ingest_and_generate(p, work)
             (work / "spark").mkdir()
             runs = [("local", "local", None), ("spark local[2]", "spark", MASTER_LOCAL)]

@@ -76,10 +76,17 @@ def ingest_and_generate(params: Path, work: Path) -> tuple[float, float, int]:
     return ingest[0], generate[0], max(ingest[1], generate[1])
 
 
-def bench_size(rows: int, tmp: Path) -> dict:
+def size_params(tmp: Path, rows: int) -> tuple[Path, Path]:
+    """A work folder for `rows` synthetic impressions and its params.yaml, composed."""
     work = tmp / f"rows{rows}"
     work.mkdir()
-    p = params.compose(work / "params.yaml", [f"data.source.synthetic.rows={rows}"], root=ROOT)
+    return work, params.compose(
+        work / "params.yaml", [f"data.source.synthetic.rows={rows}"], root=ROOT
+    )
+
+
+def bench_size(rows: int, tmp: Path) -> dict:
+    work, p = size_params(tmp, rows)
     ingest, generate, peak = ingest_and_generate(p, work)
     return {"rows": rows, "ingest_s": ingest, "generate_s": generate, "peak_gib": peak / 2**30}
 

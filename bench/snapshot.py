@@ -25,9 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import run_measured  # bench/pipeline.py, this folder
-
-from ctrpipe import params
+from pipeline import run_measured, size_params  # bench/pipeline.py, this folder
 
 
 def build(params_file: Path, raw: Path, out: Path) -> None:
@@ -76,11 +74,7 @@ def main() -> None:
     print(f"{'rows':>12} {'snapshot s':>11} {'peak GiB':>9}  phases (s)")
     with tempfile.TemporaryDirectory() as tmp:
         for rows in (int(r) for r in args.rows):
-            work = Path(tmp) / f"rows{rows}"
-            work.mkdir()
-            p = params.compose(
-                work / "params.yaml", [f"data.source.synthetic.rows={rows}"], root=ROOT
-            )
+            work, p = size_params(Path(tmp), rows)
             raw = str(work / "raw")
             run_measured([py, "-m", "stages.ingest", "--params", str(p), "--out", raw])
             seconds, peak = run_measured(

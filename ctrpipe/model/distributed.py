@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_type
 
 from ctrpipe.errors import ConfigError, DataError
-from ctrpipe.model import labelled, sweep
+from ctrpipe.model import labelled, sweep, training
 from ctrpipe.model.encoding import FeatureSchema, from_counts
 from ctrpipe.model.settings import Model, Sweep
 
@@ -40,13 +40,7 @@ def read_split(session: SparkSession, path: str | Path, roles: dict) -> DataFram
     """The id, label, weight and features of one split as a DataFrame, refused with the
     local engine's words (labelled.read) when a column is missing, there are no rows, or
     the labels or weights are unusable."""
-    columns = [
-        roles["id"],
-        roles["label"],
-        roles["weight"],
-        *roles["numeric"],
-        *roles["categorical"],
-    ]
+    columns = [roles["id"], *training.split_columns(roles)]
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: not found; run `dvc repro generate` first")

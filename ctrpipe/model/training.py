@@ -39,11 +39,19 @@ def read_roles(path: str | Path) -> dict:
     return roles
 
 
+def split_columns(roles: dict) -> list[str]:
+    """What training reads of a split: the label, the weight, the features."""
+    return [roles["label"], roles["weight"], *roles["numeric"], *roles["categorical"]]
+
+
 def read_split(path: str | Path, roles: dict) -> pa.Table:
     """The label, weight and feature columns of one split, checked for training."""
-    columns = [roles["label"], roles["weight"], *roles["numeric"], *roles["categorical"]]
     return labelled.read(
-        path, columns, roles["label"], roles["weight"], needed_by="features.json lists it"
+        path,
+        split_columns(roles),
+        roles["label"],
+        roles["weight"],
+        needed_by="features.json lists it",
     )
 
 

@@ -119,9 +119,7 @@ def skew_sample(labelled: Labelled, data: Data, ids: list[str], columns: list[st
     snapshot cut there), from history_of, whose probes the snapshot's tables are too."""
     key, keys = labelled.key, data.history.keys
     rows = labelled.with_history_keys(data)
-    sample = rows.where(F.col(key).cast("string").isin(ids)).select(
-        F.col(key).cast("string").alias(key), *dict.fromkeys([*columns, *keys])
-    )
+    sample = rows_of(rows, key, ids).select(key, *dict.fromkeys([*columns, *keys]))
     probes = {k: sample.where(F.col(k).isNotNull()).select(k, data.time).distinct() for k in keys}
     found = features.history_of(rows.select(data.time, features.LABEL, *keys), data, probes)
     columns = [raw_time(data) if c == data.time else c for c in sample.columns]
@@ -134,12 +132,15 @@ def raw_records(labelled: Labelled, data: Data, ids: list[str]) -> DataFrame:
     """The base records of rows `ids` as a client sends them: the id (as text), then
     the request's fields, the time as the raw table holds it."""
     key = labelled.key
-    wanted = labelled.rows.sparkSession.createDataFrame([(i,) for i in ids], f"{key} string")
-    rows = labelled.rows.withColumn(key, F.col(key).cast("string"))
-    found = rows.join(F.broadcast(wanted), key)
-    return found.select(
+    return rows_of(labelled.rows, key, ids).select(
         key, *(raw_time(data) if c == data.time else c for c in request_columns(data))
     )
+
+
+def rows_of(rows: DataFrame, key: str, ids: list[str]) -> DataFrame:
+    """The rows whose id is one of `ids`, the id as text (as the splits hold it)."""
+    wanted = rows.sparkSession.createDataFrame([(i,) for i in ids], f"{key} string")
+    return rows.withColumn(key, F.col(key).cast("string")).join(F.broadcast(wanted), key)
 
 
 def raw_time(data: Data):
