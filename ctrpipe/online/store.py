@@ -77,11 +77,12 @@ def load(path: str | Path) -> Snapshot:
     found = manifest.verify(path)
     info = checked_info(path, found)
     try:
-        # One thread: with onnxruntime loaded (the service, the CLI), Arrow's reader
-        # threads abort the interpreter at exit about half the time ("terminate called
-        # without an active exception"; pyarrow 26.0.1, onnxruntime 1.32.0).
+        # No Arrow thread at all: with onnxruntime loaded (the service, the CLI), a thread
+        # of Arrow's pool aborts the interpreter at exit now and then ("terminate called
+        # without an active exception"; pyarrow 26.0.1, onnxruntime 1.32.0). read_table
+        # starts one even with use_threads=False; ParquetFile.read does not.
         tables = {
-            name: pq.read_table(pa.BufferReader(found[name]), use_threads=False)
+            name: pq.ParquetFile(pa.BufferReader(found[name])).read(use_threads=False)
             for name in info["rows"]
         }
     except pa.ArrowException as exc:
