@@ -18,6 +18,10 @@ class DataError(PipelineError):
     pass
 
 
+class ClusterError(PipelineError):
+    """A Spark job the cluster could not finish (a lost worker, too few slots)."""
+
+
 def exits_cleanly(main):
     """Run a stage's main(); a PipelineError becomes one line on stderr and exit code 1."""
 

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import xgboost as xgb
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_type
 
-from ctrpipe.errors import ConfigError, DataError
+from ctrpipe.errors import ClusterError, ConfigError, DataError
 from ctrpipe.model import labelled, sweep, training
 from ctrpipe.model.encoding import FeatureSchema, from_counts
 from ctrpipe.model.settings import Model, Sweep
@@ -197,6 +198,11 @@ def fit(
         fitted = estimator.fit(spread(rows, schema.id, model.num_workers))
     except ValueError as exc:  # xgboost.spark's own param checks
         raise ConfigError(f"model.params: xgboost.spark rejected them ({exc})") from None
+    except Py4JJavaError as exc:  # a job Spark gave up on: a lost worker, too few slots
+        master = train.sparkSession.sparkContext.master
+        raise ClusterError(
+            f"model.num_workers: the fit on {master} failed, no model written: {cause(exc)}"
+        ) from None
     booster = fitted.get_booster()
     booster.feature_names = schema.names
     return booster
@@ -219,6 +225,13 @@ def trial_runner(
         return session.sparkContext.parallelize(specs, len(specs)).map(task).collect()
 
     return run
+
+
+def cause(exc: Py4JJavaError) -> str:
+    """The Java exception's message on one line, without its stack trace."""
+    lines = str(exc.java_exception.getMessage() or exc.java_exception.toString()).splitlines()
+    kept = itertools.takewhile(lambda line: not line.strip().startswith("at "), lines)
+    return " ".join(" ".join(kept).split())
 
 
 def _arrays(matrix: xgb.DMatrix) -> tuple:

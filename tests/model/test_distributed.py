@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import optuna
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -38,32 +40,32 @@ def splits(inputs) -> Path:  # noqa: F811
     return inputs
 
 
-def train_stage(splits: Path, out: Path, **changes) -> subprocess.CompletedProcess:
-    """`python -m stages.train` in its own process (its own Spark session)."""
+def train_command(splits: Path, out: Path, **changes) -> list[str]:
+    """`python -m stages.train` on `splits`, writing to `out`, with its params there."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "params.yaml").write_text(yaml.safe_dump(params_dict(**{**SMALL, **changes})))
     outs = dict(zip(("model", "schema", "model-params", "trials"), OUTPUTS))
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stages.train",
-            f"--params={out / 'params.yaml'}",
-            *(
-                f"--{k}={splits / f}"
-                for k, f in (
-                    ("features", "features.json"),
-                    ("train", "train.parquet"),
-                    ("validation", "validation.parquet"),
-                )
-            ),
-            *(f"--{key}={out / name}" for key, name in outs.items()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
+    return [
+        sys.executable,
+        "-m",
+        "stages.train",
+        f"--params={out / 'params.yaml'}",
+        *(
+            f"--{k}={splits / f}"
+            for k, f in (
+                ("features", "features.json"),
+                ("train", "train.parquet"),
+                ("validation", "validation.parquet"),
+            )
+        ),
+        *(f"--{key}={out / name}" for key, name in outs.items()),
+    ]
+
+
+def train_stage(splits: Path, out: Path, **changes) -> subprocess.CompletedProcess:
+    """The train stage in its own process (its own Spark session), run to its end."""
+    command = train_command(splits, out, **changes)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
 def spark_engine(workers: int, master: str) -> dict:
@@ -293,3 +295,53 @@ def test_the_stage_runs_its_trials_as_spark_tasks(splits, tmp_path):
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1].startswith("error: sweep.parallel: 3 need 3")
     assert not (tmp_path / "three" / "model.ubj").exists()
+
+
+def command_line(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:  # gone, or a zombie: executors start and reap short-lived scripts
+        return []
+
+
+def kill_a_worker_once_it_fits(cluster: Path, stage: subprocess.Popen) -> bool:
+    """SIGKILL the first of `cluster`'s Worker JVMs (and its executor) whose executor runs
+    Python: the barrier stage's tasks, the only Python the spark engine runs on executors.
+    Whether one was killed before the stage ended."""
+    while stage.poll() is None:
+        for proc in psutil.process_iter(["cmdline"]):
+            line = " ".join(proc.info["cmdline"] or ())
+            if "deploy.worker.Worker" not in line or str(cluster) not in line:
+                continue
+            tree = proc.children(recursive=True)
+            if any("pyspark.daemon" in command_line(p) for p in tree):
+                for p in [proc, *tree]:
+                    p.kill()
+                return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_a_worker_lost_mid_fit_fails_the_stage_in_one_line_and_writes_nothing(splits, tmp_path):
+    """A cluster of two 1-core workers, a fit on both; one is killed once its task runs.
+    Spark does not retry a failed barrier stage that returns results: the stage names the
+    cause in one line, and no output is written. Without the catch in distributed.fit the
+    stage ended in a Py4J traceback."""
+    cluster, out = tmp_path / "spark", tmp_path / "out"
+    cluster.mkdir()
+    with standalone_cluster(cluster, cores=1, workers=2) as master:
+        command = train_command(splits, out, **spark_engine(2, master))
+        with (tmp_path / "stderr").open("w") as stderr:
+            stage = subprocess.Popen(command, stdout=stderr, stderr=stderr, cwd=ROOT)
+            try:
+                killed = kill_a_worker_once_it_fits(cluster, stage)
+                code = stage.wait(timeout=300)
+            finally:
+                stage.kill()
+    log = (tmp_path / "stderr").read_text()
+    assert killed and code == 1, log[-3000:]
+    last = log.strip().splitlines()[-1]
+    assert last.startswith(f"error: model.num_workers: the fit on {master} failed, no model "), last
+    assert "barrier" in last and "worker lost" in last, last
+    assert not any((out / name).exists() for name in OUTPUTS)
