@@ -11,8 +11,9 @@ reproduced) updates that one comment. A fork's pull request gets no secrets and 
 before the gate. The merge publishes v1.1.0 once. Retrain runs on each of its triggers
 and finds nothing new; a rollback puts v1.0.0 back in production.
 
-Two things stand in for what a suite cannot do from inside itself: the tests job of
-`main.yml` runs `make test` with PYTEST_ARGS naming one module, and GitHub's withholding
+Two things stand in for what a suite cannot do from inside itself: the tests jobs of
+`main.yml` and `pull-request.yml` run `make test` and `make test-fast` with PYTEST_ARGS
+naming one module (the outer suite runs the rest), and GitHub's withholding
 of secrets from a fork's run is act being given none. What act cannot check
 (permissions, `id-token`, concurrency) stays in test_workflows.py.
 """
@@ -48,7 +49,7 @@ ACTOR = "octo-dev"
 PULL = 7
 # Each run's workspace is new, so Spark's class archive would be written per run, unused.
 ENV = ["CTRPIPE_CLASS_ARCHIVE=off"]
-INNER_SUITE = "PYTEST_ARGS=tests/workflows/test_workflows.py -q"  # main.yml's `make test`
+INNER_SUITE = "PYTEST_ARGS=tests/workflows/test_workflows.py -q"  # the tests jobs' `make test*`
 
 
 @dataclass
@@ -192,7 +193,9 @@ def test_a_second_push_updates_the_one_comment(world):
     world.git("commit", "-qm", "reproduced")
     (before,) = world.api.comments.values()
     before = dict(before)
-    result = world.act("pull_request", "pull-request.yml", pull_request(world, REPOSITORY))
+    result = world.act(
+        "pull_request", "pull-request.yml", pull_request(world, REPOSITORY), env=(INNER_SUITE,)
+    )
     succeeded(result, "tests", "report", "comment")
     (after,) = world.api.comments.values()
     assert [c for c in world.api.calls if c.startswith(("POST", "PATCH"))] == [
