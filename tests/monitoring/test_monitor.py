@@ -28,7 +28,7 @@ from ctrpipe.monitoring.settings import Monitor, Retrain, Rollback
 from ctrpipe.serving.http import Server
 from ctrpipe.serving.service import Service
 from ctrpipe.serving.settings import RequestLog
-from tests.conftest import ROOT, make_params
+from tests.conftest import QUICK_SPARK_CONF, ROOT, make_params
 from tests.support import snapshots
 from tests.support.models import traffic as make_traffic
 
@@ -401,7 +401,7 @@ def test_simulate_then_monitor_through_the_command_line(packages, tmp_path, spar
             "driver_memory": "1g",
             "shuffle_partitions": 2,
             "broadcast_max_rows": 1000,
-            "conf": {},
+            "conf": QUICK_SPARK_CONF,
         },
         "simulate": {
             "contract": "features",  # no raw data here: the split's rows as they are

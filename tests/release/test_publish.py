@@ -21,7 +21,7 @@ import yaml
 
 from ctrpipe import paths
 from ctrpipe.release import fetch, publish, registry, remote
-from tests.support.project import FEW_TREES, GATED, attempt, copy_project, run
+from tests.support.project import FEW_TREES, GATED, SMALL, attempt, copy_project, edit_conf, run
 from tests.support.s3server import S3Server
 
 pytestmark = pytest.mark.slow
@@ -53,10 +53,7 @@ def s3(tmp_path_factory):
 def repo(tmp_path_factory, s3) -> Path:
     root = tmp_path_factory.mktemp("publish")
     repo = copy_project(root / "project")
-    config = repo / "conf" / "config.yaml"
-    config.write_text(config.read_text().replace("data: synthetic", "data: tiny"))
-    spark = repo / "conf" / "spark" / "local.yaml"
-    spark.write_text(spark.read_text().replace("driver_memory: 4g", "driver_memory: 1g"))
+    edit_conf(repo, {**SMALL, "config.yaml": ("data: synthetic", "data: tiny")})
     run(["git", "init", "-q", "--bare", "-b", "main", str(root / "origin.git")], root)
     run(["git", "init", "-q", "-b", "main"], repo)
     run(["git", "config", "user.name", AUTHOR[0]], repo)

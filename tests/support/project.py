@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from ctrpipe import paths
-from tests.conftest import ROOT
+from tests.conftest import QUICK_JVM, ROOT
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -56,16 +56,28 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def edit_conf(repo: Path, changes: dict[str, tuple[str, str]]) -> None:
-    """Replace text in conf/ files: {"config.yaml": ("data: synthetic", "data: tiny")}."""
-    for name, (old, new) in changes.items():
+Replacement = tuple[str, str]
+
+
+def edit_conf(repo: Path, changes: dict[str, Replacement | list[Replacement]]) -> None:
+    """Replace text in conf/ files: {"config.yaml": ("data: synthetic", "data: tiny")},
+    or a list of such pairs for one file."""
+    for name, change in changes.items():
         path = repo / "conf" / name
         text = path.read_text()
-        assert old in text, (name, old)
-        path.write_text(text.replace(old, new))
+        for old, new in [change] if isinstance(change, tuple) else change:
+            assert old in text, (name, old)
+            text = text.replace(old, new)
+        path.write_text(text)
 
 
-SMALL = {"spark/local.yaml": ("driver_memory: 4g", "driver_memory: 1g")}
+# Spark for tiny data: less memory, and C1 only (tests/conftest.py says why).
+SMALL = {
+    "spark/local.yaml": [
+        ("driver_memory: 4g", "driver_memory: 1g"),
+        ("-XX:MetaspaceSize=256m", f"-XX:MetaspaceSize=256m {QUICK_JVM}"),
+    ]
+}
 
 # The tiny preset at 60k rows (a golden day of about 4k rows, enough for the bootstrap to
 # tell a real model from three shallow trees), a short sweep, floors such a model can

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import ROOT, params_dict
+from tests.conftest import QUICK_SPARK_CONF, ROOT, params_dict
 
 SPARK = {
     "master": "local[2]",
     "driver_memory": "1g",
     "shuffle_partitions": 2,
     "broadcast_max_rows": 1_000_000,
-    "conf": {},
+    "conf": QUICK_SPARK_CONF,
 }
 
 
