@@ -55,22 +55,22 @@ def test_off_writes_no_archive(tmp_path, monkeypatch, capsys):
     assert not list(tmp_path.rglob("*.jsa"))
 
 
+def python(*args: str) -> subprocess.CompletedProcess:
+    """This venv's Python on `args`, with the class archive allowed."""
+    env = {k: v for k, v in os.environ.items() if k != "CTRPIPE_CLASS_ARCHIVE"}
+    done = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 def test_a_session_starts_with_the_setups_archive_and_runs_a_job():
     """The archive `make setup` wrote (python -m ctrpipe.spark: written when absent, which
     the README's set-up runs before the tests; building one here again cost a minute of
     the suite): a second call has nothing to do, and a session starts with it and runs."""
-    env = {k: v for k, v in os.environ.items() if k != "CTRPIPE_CLASS_ARCHIVE"}
-    for _ in range(2):
-        setup = subprocess.run(
-            [sys.executable, "-m", "ctrpipe.spark"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert setup.returncode == 0, setup.stderr[-2000:]
-    assert setup.stdout == ""  # nothing to do once it is there
+    python("-m", "ctrpipe.spark")
+    assert python("-m", "ctrpipe.spark").stdout == ""  # nothing to do once it is there
     archive = spark.class_archive(spark.archive_key(*spark.java()))
     assert archive is not None
     script = (
@@ -82,15 +82,6 @@ def test_a_session_starts_with_the_setups_archive_and_runs_a_job():
         "print(s.range(100).selectExpr('sum(id)').collect()[0][0])\n"
         "s.stop()\n"
     )
-    used = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert used.returncode == 0, used.stderr[-2000:]
-    arguments, total = used.stdout.strip().splitlines()[-2:]
+    arguments, total = python("-c", script).stdout.strip().splitlines()[-2:]
     assert f"-XX:SharedArchiveFile={archive}" in arguments
     assert total == "4950"
