@@ -11,6 +11,7 @@ import pytest
 
 from ctrpipe import spark
 from tests.conftest import ROOT
+from tests.support.project import attempt
 
 pytestmark = pytest.mark.integration
 
@@ -57,10 +58,7 @@ def test_off_writes_no_archive(tmp_path, monkeypatch, capsys):
 
 def python(*args: str) -> subprocess.CompletedProcess:
     """This venv's Python on `args`, with the class archive allowed."""
-    env = {k: v for k, v in os.environ.items() if k != "CTRPIPE_CLASS_ARCHIVE"}
-    done = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
+    done = attempt([sys.executable, *args], ROOT, {"CTRPIPE_CLASS_ARCHIVE": ""})
     assert done.returncode == 0, done.stderr[-2000:]
     return done
 

@@ -309,8 +309,8 @@ def kill_a_worker_once_it_fits(cluster: Path, stage: subprocess.Popen) -> bool:
     Python: the barrier stage's tasks, the only Python the spark engine runs on executors.
     Whether one was killed before the stage ended."""
     while stage.poll() is None:
-        for proc in psutil.process_iter(["cmdline"]):
-            line = " ".join(proc.info["cmdline"] or ())
+        for proc in psutil.process_iter():
+            line = " ".join(command_line(proc))
             if "deploy.worker.Worker" not in line or str(cluster) not in line:
                 continue
             tree = proc.children(recursive=True)
