@@ -3,10 +3,10 @@
 # again only when the lock, pyproject.toml or this set-up changed. That is judged by
 # their content, not their times: a checkout gives every file a new time.
 #
-# uv (pinned in the lock) installs from its cache on this machine without asking the index when
-# the cache holds every pinned package: a second checkout, or a CI job on a self-hosted
+# uv (pinned in the lock) installs from its cache on this machine, without asking the
+# index, when the cache holds every pin: a second checkout, or a CI job on a self-hosted
 # runner, gets its .venv in about a second (hard links into the cache). Otherwise it
-# downloads from the index, which is also how a fresh machine and GitHub's runners start.
+# downloads from the index, as a fresh machine and GitHub's runners do.
 set -euo pipefail
 venv=$1
 uv_pin=$(grep "^uv==" requirements.lock)  # uv installs itself too, so it is locked
@@ -19,5 +19,10 @@ py=$(scripts/check-prereqs.sh)
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$uv_pin"
 install=("$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -r requirements.lock)
 echo "${install[*]}"
-"${install[@]}" --offline 2>/dev/null || "${install[@]}"
+# pip is the fallback: it reads this machine's pip configuration (indexes, certificates),
+# which uv does not, and it was the installer before uv.
+"${install[@]}" --offline 2>/dev/null || "${install[@]}" || {
+  echo "uv could not install requirements.lock; pip instead" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.lock
+}
 echo "$want" > "$venv/.installed"
