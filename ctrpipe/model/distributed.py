@@ -194,6 +194,10 @@ def fit(
         verbose=False,
         **booster_params,
     )
+    # The slots again, at the barrier stage's door: a worker lost since the stage's first
+    # check (during the sweep) would leave Spark's own barrier check retrying for 10
+    # minutes (40 checks 15 s apart) before the job fails.
+    check_slots(train.sparkSession, model.num_workers)
     try:
         fitted = estimator.fit(spread(rows, schema.id, model.num_workers))
     except ValueError as exc:  # xgboost.spark's own param checks

@@ -151,6 +151,20 @@ def test_more_workers_than_task_slots_are_refused_before_training(spark):
         distributed.check_slots(spark, 3)
 
 
+@pytest.mark.integration
+def test_the_refit_checks_the_slots_at_its_start(spark, splits):
+    """Fewer slots at the refit than at the stage's first check (a worker lost during
+    the sweep) are refused at once; Spark's barrier check would retry for 10 minutes."""
+    train, valid = (
+        distributed.read_split(spark, splits / f"{name}.parquet", ROLES)
+        for name in ("train", "validation")
+    )
+    schema = distributed.fit_encoding(train, ROLES, 20, 5)
+    model = Model.model_validate({**SMALL["model"], "engine": "spark", "num_workers": 3})
+    with pytest.raises(ConfigError, match=r"model.num_workers: 3 need 3 .* has 2$"):
+        distributed.fit(train, valid, schema, training.booster_params(model), model)
+
+
 @pytest.mark.slow
 def test_the_stage_refuses_more_workers_than_slots_and_writes_nothing(splits, tmp_path):
     done = train_stage(splits, tmp_path, **spark_engine(3, "local[2]"))
