@@ -9,18 +9,18 @@
 # downloads from the index, as a fresh machine and GitHub's runners do.
 set -euo pipefail
 venv=$1
-uv_pin=$(grep "^uv==" requirements.lock)  # uv installs itself too, so it is locked
 want=$(cat pyproject.toml requirements.lock scripts/check-prereqs.sh "$0" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$venv/.installed" 2>/dev/null)" = "$want" ]; then
   exit 0
 fi
 py=$(scripts/check-prereqs.sh)
+uv_pin=$(grep "^uv==" requirements.lock)  # uv installs itself too, so it is locked
 "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$uv_pin"
 install=("$venv/bin/uv" pip install --quiet --python "$venv/bin/python" -r requirements.lock)
 echo "${install[*]}"
 # pip is the fallback: it reads this machine's pip configuration (indexes, certificates),
-# which uv does not, and it was the installer before uv.
+# which uv does not.
 "${install[@]}" --offline 2>/dev/null || "${install[@]}" || {
   echo "uv could not install requirements.lock; pip instead" >&2
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.lock
