@@ -153,6 +153,27 @@ def test_changed_train_param_reruns_only_the_model_stages(repo):
         assert after[data] == before[data]
 
 
+def test_the_engine_switch_changes_only_the_model_stages_outputs(repo):
+    """`model.engine: spark` re-runs train on Spark and what reads its model; the data is
+    untouched, the encoding (fitted by Spark now) is the same file, and switching back
+    brings back every local output's bytes."""
+    before = lock_hashes(repo)
+    out = run(["dvc", "exp", "run", "-S", "model.engine=spark"], repo)
+    assert reran(out) == MODEL_STAGES
+    on_spark = lock_hashes(repo)
+    changed = {path for path in before if on_spark[path] != before[path]}
+    assert paths.MODEL in changed and paths.PACKAGE in changed
+    assert not changed & {paths.RAW, paths.TRAIN, paths.VALIDATION, paths.GOLDEN, paths.SNAPSHOT}
+    assert on_spark[paths.MODEL_SCHEMA] == before[paths.MODEL_SCHEMA]
+    assert json.loads((repo / paths.MODEL_PARAMS).read_text())["trees"] > 0
+
+    back = run(["dvc", "exp", "run", "-S", "model.engine=local"], repo)
+    # train, evaluate and package come back from the run cache; the gate, whose outputs
+    # are not cached, runs again to the same verdict.
+    assert reran(back) == ["gate"]
+    assert lock_hashes(repo) == before
+
+
 def test_changed_generate_param_reruns_generate_and_what_follows(repo):
     before = lock_hashes(repo)
     out = run(["dvc", "exp", "run", "-S", "data.sample.negative_rate=0.5"], repo)
