@@ -10,8 +10,9 @@
    path's is the lookup's cost to a request.
 2. Over HTTP: `python -m ctrpipe serve` in a subprocess, raw single-row requests from an
    open-loop client at --rate requests/s (bench/serve.py's; latency from the scheduled
-   send), then wrk's closed loop if wrk is installed (`apt install wrk`) for the most
-   the server answers; then the same with the features sent, side by side.
+   send), hey paced at the same rate if installed, then wrk's closed loop if installed
+   (`apt install hey wrk`) for the most the server answers; then the same with the
+   features sent; all of it for each `serve --workers` count in --workers (1 and 2).
 3. Memory: a snapshot of --keys values of one history key (and the package's own
    dimensions) loaded into a Lookup, resident memory before and after.
 
@@ -77,9 +78,11 @@ def in_process(service: Service, raw: list[dict], features: list[dict], calls: i
     return added
 
 
-def over_http(path: Path, raw: list[dict], features: list[dict], args) -> dict[str, float]:
+def over_http(
+    path: Path, raw: list[dict], features: list[dict], args, workers: int
+) -> dict[str, float]:
     """p99 (ms) of the open loop, raw records and features sent, side by side."""
-    proc, port = start_server(path)
+    proc, port = start_server(path, workers)
     p99 = {}
     try:
         for contract, rows in (("raw", raw), ("features", features)):
@@ -90,8 +93,8 @@ def over_http(path: Path, raw: list[dict], features: list[dict], args) -> dict[s
             paced = hey(port, bodies[0], args) if shutil.which("hey") else None
             closed = wrk(port, bodies[0], args.duration) if shutil.which("wrk") else None
             print(
-                f"HTTP, {contract} single-row requests, open loop at {args.rate:g} rps "
-                f"for {args.duration:g} s"
+                f"HTTP, {workers} serve process(es), {contract} single-row requests, open "
+                f"loop at {args.rate:g} rps for {args.duration:g} s"
             )
             print(
                 f"  {result['requests']:,} requests at {result['rate']:.0f}/s, "
@@ -231,6 +234,9 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=float, default=1)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="`serve --workers`, side by side"
+    )
     args = parser.parse_args(argv)
 
     service = Service()
@@ -240,13 +246,14 @@ def main(argv=None) -> None:
     raw, features = records(model, ROOT / args.sample, ROOT / args.golden, 1000)
     print(f"package {model.loaded.digest[:12]}, snapshot {model.online.snapshot.digest[:12]}")
     added = in_process(service, raw, features, args.calls)
-    p99 = over_http(ROOT / args.package, raw, features, args)
+    p99 = {n: over_http(ROOT / args.package, raw, features, args, n) for n in args.workers}
     memory(model.online.snapshot, args.keys)
-    print(
-        f"targets: lookup adds {added:.1f} us at p50 (<= 5), "
-        f"raw HTTP p99 {p99['raw']:.2f} ms at {args.rate:g} rps (<= 5; features sent: "
-        f"{p99['features']:.2f} ms)"
-    )
+    print(f"targets: lookup adds {added:.1f} us at p50 (<= 5)")
+    for n, got in p99.items():
+        print(
+            f"  {n} process(es): raw HTTP p99 {got['raw']:.2f} ms at {args.rate:g} rps "
+            f"(<= 5; features sent: {got['features']:.2f} ms)"
+        )
 
 
 if __name__ == "__main__":

@@ -137,22 +137,49 @@ def batches(service: Service, rows: list[dict], batch_threads: int) -> float:
     return n / total
 
 
-def start_server(path: Path) -> tuple[subprocess.Popen, int]:
+def start_server(path: Path, workers: int = 1) -> tuple[subprocess.Popen, int]:
+    """`serve` on a free port, once it answers /ready (with workers: every one of them)."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ctrpipe", "serve", "--package", str(path), "--port", "0"],
+        [sys.executable, "-m", "ctrpipe", "serve", "--package", str(path), "--port", "0"]
+        + ["--workers", str(workers), "--sample-rate", "0"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         text=True,
     )
     first = proc.stdout.readline()
-    port = int(first.split(";")[0].rsplit(":", 1)[1])
-    second = proc.stdout.readline()
-    if not second.startswith("serving"):
-        proc.kill()
-        raise SystemExit(f"the server did not start: {first}{second}")
-    return proc, port
+    if workers == 1:
+        port = int(first.split(";")[0].rsplit(":", 1)[1])
+        second = proc.stdout.readline()
+        if not second.startswith("serving"):
+            proc.kill()
+            raise SystemExit(f"the server did not start: {first}{second}")
+        return proc, port
+    port = int(first.split("http://127.0.0.1:")[1].split()[0])
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # the workers' lines
+    for _ in range(600):  # each fresh connection may land on another worker
+        if proc.poll() is not None:
+            raise SystemExit(f"the server did not start: {first}")
+        try:
+            if all(get(port, "/ready") == 200 for _ in range(10 * workers)):
+                return proc, port
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the workers were not ready in 60 s")
+
+
+def get(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
 
 
 def open_loop(

@@ -178,7 +178,8 @@ def serve_cmd(args) -> None:
     With --version or --stage the package is fetched from the DVC remote first; with
     --stage the service then follows production (publish, rollback) as it moves.
     Settings come from params.yaml's `serve` group (conf/serve/); flags override them."""
-    from ctrpipe.serving import http  # here, so the other commands never import the server
+    # here, so the other commands never import the server
+    from ctrpipe.serving import http, workers
 
     settings = with_flags(
         params.groups(args.repo, Ops).serve,
@@ -187,6 +188,7 @@ def serve_cmd(args) -> None:
             "port": args.port,
             "max_batch": args.max_batch,
             "threads": args.threads,
+            "workers": args.workers,
             "follow_seconds": args.follow_seconds,
             "log": {"dir": args.log_dir, "sample_rate": args.sample_rate},
         },
@@ -204,7 +206,8 @@ def serve_cmd(args) -> None:
             f"{digest[:12]}, verified)",
             flush=True,
         )
-    http.run(
+    run = http.run if settings.workers == 1 else workers.supervise
+    run(
         path,
         version,
         settings,
@@ -431,6 +434,9 @@ def parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         help="ONNX Runtime threads per prediction; more only helps big batches (serve.threads: 1)",
+    )
+    cmd.add_argument(
+        "--workers", type=int, help="processes answering on the port, one a core (serve.workers: 1)"
     )
     cmd.add_argument("--log-dir", help="request log folder (serve.log.dir)")
     cmd.add_argument(

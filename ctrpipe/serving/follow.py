@@ -38,12 +38,14 @@ class Follower:
         interval: float = 10.0,
         git_remote: str = "origin",
         fetch: Callable[[str], tuple[str, Path]] | None = None,
+        on_swap: Callable[[str, Path], None] | None = None,
     ):
         self.service = service
         self.repo = Path(repo)
         self.interval = interval
         self.git_remote = git_remote
         self._fetch = fetch or self._download
+        self._on_swap = on_swap  # told each version swapped to, and its folder
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refused: str | None = None  # a version whose package failed its check
@@ -79,6 +81,8 @@ class Follower:
             self._refused = current.version
             raise
         self._refused = None
+        if self._on_swap is not None:
+            self._on_swap(current.version, path)
         log.warning(
             "production moved to %s (manifest sha256 %s): now serving it",
             current.version,

@@ -38,9 +38,11 @@ from pathlib import Path
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ctrpipe.errors import ConfigError, DataError
+from ctrpipe.serving.metrics import ENDPOINTS
 from ctrpipe.serving.payload import RequestError
-from ctrpipe.serving.service import ENDPOINTS, Service
+from ctrpipe.serving.service import Service
 from ctrpipe.serving.settings import Serve
+from ctrpipe.serving.workers import Team
 
 log = logging.getLogger(__name__)
 
@@ -272,8 +274,11 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True  # idle keep-alive connections must not hold up the exit
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], service: Service) -> None:
+    def __init__(
+        self, address: tuple[str, int], service: Service, reuse_port: bool = False
+    ) -> None:
         self.service = service
+        self.allow_reuse_port = reuse_port  # a worker of `serve --workers N` (workers.py)
         self.in_flight = _InFlight()
         self.thread: threading.Thread | None = None
         super().__init__(address, Handler)
@@ -333,11 +338,13 @@ def run(
     repo: Path | None = None,
     follow: bool = False,
     snapshot: Path | None = None,
+    team: Team | None = None,
 ) -> None:
     """`python -m ctrpipe serve`: listen first (so /health answers while the model
     loads), load and check the package, serve until SIGTERM or SIGINT, then drain.
     With `follow`, swap to whatever version `repo`'s production tag names (follow.py).
-    Raw requests are served from `snapshot`, else from the package's own."""
+    Raw requests are served from `snapshot`, else from the package's own. A `team`
+    makes this process one worker of several on the port (workers.py)."""
     log_settings = settings.log if settings.log.sample_rate > 0 else None
     if log_settings is not None and repo is not None:
         log_settings = log_settings.model_copy(update={"dir": str(repo / log_settings.dir)})
@@ -349,7 +356,7 @@ def run(
         snapshot=snapshot,
     )
     try:
-        server = Server((settings.host, settings.port), service)
+        server = Server((settings.host, settings.port), service, reuse_port=team is not None)
     except OSError as exc:
         service.close()
         raise ConfigError(
@@ -367,6 +374,8 @@ def run(
     try:
         print(f"listening on {server.url}; loading {path}", flush=True)
         model = service.load(path, version)
+        if team is not None:
+            team.loaded()
         print(
             f"serving {version or 'an unversioned package'} (manifest sha256 "
             f"{model.loaded.digest[:12]}; ONNX agrees with XGBoost to "
@@ -386,11 +395,15 @@ def run(
         if follow and repo is not None:
             from ctrpipe.serving.follow import Follower  # needs git and the registry
 
-            follower = Follower(service, repo, settings.follow_seconds).start()
+            relay = team.relay if team is not None else None
+            follower = Follower(service, repo, settings.follow_seconds, on_swap=relay).start()
             print(f"following production every {settings.follow_seconds:g} s", flush=True)
         next_look = time.monotonic() + settings.follow_seconds
         while not stop:
             time.sleep(0.2)
+            service.metrics.refresh()
+            if team is not None and not team.leader:
+                team.follow(service)
             if snapshot is not None and time.monotonic() >= next_look:
                 look_for_snapshot(service)
                 next_look = time.monotonic() + settings.follow_seconds

@@ -4,13 +4,12 @@ one model package, loaded, checked and swapped, and a request body in, predictio
 `Service.predict` takes the body of a POST /predict and answers (status, JSON object): a
 bad request is a 4xx naming the field (the contract is in payload.py). The model sits
 behind one reference (`Service.swap`), read once per request, so a swap under load never
-mixes two models in one answer. `Metrics` holds what GET /metrics shows.
+mixes two models in one answer. What GET /metrics shows is in metrics.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
 import json
 import logging
@@ -20,15 +19,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-    ProcessCollector,
-    generate_latest,
-)
 
 from ctrpipe import manifest
 from ctrpipe.errors import ConfigError, DataError
@@ -37,33 +27,12 @@ from ctrpipe.model.encoding import FeatureSchema
 from ctrpipe.online import store
 from ctrpipe.online.lookup import FieldError, Lookup
 from ctrpipe.serving import compiled, request_log
+from ctrpipe.serving.metrics import Metrics
 from ctrpipe.serving.payload import RequestError, RowEncoder, ids_of, parse, rows_of
 
 log = logging.getLogger(__name__)
 
-ENDPOINTS = {"/predict": "POST", "/health": "GET", "/ready": "GET", "/metrics": "GET"}
-# Single-row predictions take tens of microseconds and batches tens of milliseconds.
-BUCKETS = (
-    1e-5,
-    2.5e-5,
-    5e-5,
-    1e-4,
-    2.5e-4,
-    5e-4,
-    1e-3,
-    2.5e-3,
-    5e-3,
-    1e-2,
-    2.5e-2,
-    5e-2,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+
 PROBE_ROWS = 256
 
 
@@ -115,81 +84,6 @@ class Model:
         if not len(x):
             return np.empty(0, dtype=np.float32)
         return self.predict(x)
-
-
-class Metrics:
-    """The service's Prometheus metrics, in a registry of its own: two services in one
-    process (tests, a later blue/green swap) must not share counters."""
-
-    def __init__(self) -> None:
-        self.registry = r = CollectorRegistry()
-        self.latency = Histogram(
-            "ctrpipe_request_duration_seconds",
-            "Time from the parsed request line to the response written",
-            ["endpoint"],
-            buckets=BUCKETS,
-            registry=r,
-        )
-        self.requests = Counter(
-            "ctrpipe_requests", "Responses by endpoint and status", ["endpoint", "code"], registry=r
-        )
-        self.errors = Counter(
-            "ctrpipe_request_errors",
-            "Responses with status >= 400 by endpoint and status",
-            ["endpoint", "code"],
-            registry=r,
-        )
-        self.rows = Counter(
-            "ctrpipe_predicted_rows",
-            "Rows scored, by contract: raw (features looked up) or features (sent)",
-            ["contract"],
-            registry=r,
-        )
-        self.model = Info("ctrpipe_model", "The model package being served", registry=r)
-        self.ready = Gauge("ctrpipe_ready", "1 when /ready answers 200", registry=r)
-        self.swaps = Counter("ctrpipe_model_swaps", "Models put in service", registry=r)
-        self.snapshot = Info("ctrpipe_snapshot", "The online snapshot being served", registry=r)
-        self.snapshot_errors = Counter(
-            "ctrpipe_snapshot_refresh_errors",
-            "Newer snapshots refused (the served one stayed)",
-            registry=r,
-        )
-        self.snapshot_cut = Gauge(
-            "ctrpipe_snapshot_cut_timestamp_seconds",
-            "The served snapshot's cut time (Unix seconds; 0 without a snapshot); its age "
-            "is time() minus this",
-            registry=r,
-        )
-        ProcessCollector(registry=r)  # process_resident_memory_bytes, _cpu_seconds_total
-        self._latency = {e: self.latency.labels(e) for e in [*ENDPOINTS, "other"]}
-
-    def observe(self, endpoint: str, code: int, seconds: float) -> None:
-        self._latency[endpoint].observe(seconds)
-        self.requests.labels(endpoint, str(code)).inc()
-        if code >= 400:
-            self.errors.labels(endpoint, str(code)).inc()
-
-    def serving(self, model: Model) -> None:
-        self.model.info(
-            {
-                "version": model.version or "",
-                "digest": model.loaded.digest,
-                "backend": model.backend,
-            }
-        )
-        self.swaps.inc()
-        self.serving_snapshot(model)
-
-    def serving_snapshot(self, model: Model) -> None:
-        snapshot = model.online.snapshot if model.online else None
-        cut = snapshot.cut if snapshot else None
-        self.snapshot.info(
-            {"digest": snapshot.digest if snapshot else "", "cut": cut.isoformat() if cut else ""}
-        )
-        self.snapshot_cut.set(cut.replace(tzinfo=dt.timezone.utc).timestamp() if cut else 0)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
 
 
 class Service:

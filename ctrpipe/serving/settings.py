@@ -25,6 +25,7 @@ class Serve(Strict):
     port: int = Field(8080, ge=0, le=65535)
     max_batch: int = Field(10_000, ge=1, le=1 << 20)
     threads: int = Field(1, ge=1, le=256)
+    workers: int = Field(1, ge=1, le=64)
     backend: Literal["auto", "compiled", "onnx"] = "auto"
     follow_seconds: float = Field(10.0, gt=0)
     log: RequestLog = RequestLog()

@@ -5,7 +5,6 @@ load without failing a request). Real HTTP on loopback, real git tags in temp fo
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -214,35 +213,6 @@ def test_an_id_that_is_not_a_string_is_a_422_naming_the_row(packages):
     rows = request_rows(validation, service.model.loaded.schema, 4)[:2]
     code, answer = service.predict(json.dumps({"rows": rows, "ids": ["x", 7]}).encode())
     assert (code, answer["field"], answer["row"]) == (422, "ids", 1)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout
-
-
-@pytest.fixture()
-def tagged(tmp_path):
-    """A bare 'origin' with v1.0.0 and v1.1.0 registered and v1.0.0 in production,
-    and a clone of it where the service runs."""
-    origin, work = tmp_path / "origin.git", tmp_path / "work"
-    git(tmp_path, "init", "-q", "--bare", str(origin))
-    git(tmp_path, "clone", "-q", str(origin), str(work))
-    for key, value in (("user.name", "t"), ("user.email", "t@example.com")):
-        git(work, "config", key, value)
-    tags = []
-    for version in ("v1.0.0", "v1.1.0"):  # gto registers one version per commit
-        (work / "README").write_text(version)
-        git(work, "add", "README")
-        git(work, "commit", "-q", "-m", version)
-        head = git(work, "rev-parse", "HEAD").strip()
-        tags.append(registry.register(work, version, head, version))
-    tags.append(registry.assign(work, "v1.0.0", "publish"))
-    git(work, "push", "-q", "origin", "HEAD", *[f"refs/tags/{t}" for t in tags])
-    serving = tmp_path / "serving"
-    git(tmp_path, "clone", "-q", str(origin), str(serving))
-    return work, serving
 
 
 def test_the_service_follows_production_under_load_and_fails_no_request(packages, tagged):

@@ -1,0 +1,206 @@
+"""What GET /metrics shows: the service's Prometheus metrics, in one process or across
+the processes of `serve --workers N` (workers.py).
+
+Across processes, prometheus_client's multiprocess mode keeps every value in a
+memory-mapped file per process in the folder PROMETHEUS_MULTIPROC_DIR names (set by the
+supervisor before a worker starts: the mode is chosen when prometheus_client is
+imported), and any worker's /metrics adds them up. Its rules shape the metrics here:
+
+- counters and the latency histogram are summed over every process that ever ran;
+- info metrics do not work across processes, so the model and snapshot served are
+  gauges set to 1 per label set (0 once a process stops serving it);
+- `ctrpipe_ready` is the least over the live workers (1 only when each has a model), the
+  snapshot's cut the oldest any live worker serves;
+- the process figures, which the default collector reads from /proc for its own process
+  only, become gauges each worker keeps current (`refresh`): resident memory summed over
+  the live workers, CPU seconds over all, and the earliest start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+if TYPE_CHECKING:
+    from ctrpipe.serving.service import Model
+
+SHARED = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's name for the shared folder
+ENDPOINTS = {"/predict": "POST", "/health": "GET", "/ready": "GET", "/metrics": "GET"}
+# Single-row predictions take tens of microseconds and batches tens of milliseconds.
+BUCKETS = (
+    1e-5,
+    2.5e-5,
+    5e-5,
+    1e-4,
+    2.5e-4,
+    5e-4,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    1e-2,
+    2.5e-2,
+    5e-2,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own: two services in one
+    process (tests, a later blue/green swap) must not share counters."""
+
+    def __init__(self) -> None:
+        self.shared = os.environ.get(SHARED)
+        self.registry = r = CollectorRegistry()
+        self.latency = Histogram(
+            "ctrpipe_request_duration_seconds",
+            "Time from the parsed request line to the response written",
+            ["endpoint"],
+            buckets=BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "ctrpipe_requests", "Responses by endpoint and status", ["endpoint", "code"], registry=r
+        )
+        self.errors = Counter(
+            "ctrpipe_request_errors",
+            "Responses with status >= 400 by endpoint and status",
+            ["endpoint", "code"],
+            registry=r,
+        )
+        self.rows = Counter(
+            "ctrpipe_predicted_rows",
+            "Rows scored, by contract: raw (features looked up) or features (sent)",
+            ["contract"],
+            registry=r,
+        )
+        self.model = Labels(
+            "ctrpipe_model_info",
+            "The model package being served",
+            ("version", "digest", "backend"),
+            r,
+        )
+        self.ready = Gauge(
+            "ctrpipe_ready", "1 when /ready answers 200", registry=r, multiprocess_mode="livemin"
+        )
+        self.swaps = Counter("ctrpipe_model_swaps", "Models put in service", registry=r)
+        self.snapshot = Labels(
+            "ctrpipe_snapshot_info", "The online snapshot being served", ("digest", "cut"), r
+        )
+        self.snapshot_errors = Counter(
+            "ctrpipe_snapshot_refresh_errors",
+            "Newer snapshots refused (the served one stayed)",
+            registry=r,
+        )
+        self.snapshot_cut = Gauge(
+            "ctrpipe_snapshot_cut_timestamp_seconds",
+            "The served snapshot's cut time (Unix seconds; 0 without a snapshot); its age "
+            "is time() minus this",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        # process_resident_memory_bytes, process_cpu_seconds_total, process_start_time_seconds
+        if self.shared:
+            self.process: ProcessGauges | None = ProcessGauges(r)
+        else:
+            ProcessCollector(registry=r)
+            self.process = None
+        self._latency = {e: self.latency.labels(e) for e in [*ENDPOINTS, "other"]}
+
+    def observe(self, endpoint: str, code: int, seconds: float) -> None:
+        self._latency[endpoint].observe(seconds)
+        self.requests.labels(endpoint, str(code)).inc()
+        if code >= 400:
+            self.errors.labels(endpoint, str(code)).inc()
+
+    def serving(self, model: Model) -> None:
+        self.model.set(model.version or "", model.loaded.digest, model.backend)
+        self.swaps.inc()
+        self.serving_snapshot(model)
+
+    def serving_snapshot(self, model: Model) -> None:
+        snapshot = model.online.snapshot if model.online else None
+        cut = snapshot.cut if snapshot else None
+        self.snapshot.set(snapshot.digest if snapshot else "", cut.isoformat() if cut else "")
+        self.snapshot_cut.set(cut.replace(tzinfo=dt.timezone.utc).timestamp() if cut else 0)
+
+    def refresh(self) -> None:
+        """Bring this process's own figures up to date (across processes only)."""
+        if self.process is not None:
+            self.process.refresh()
+
+    def render(self) -> bytes:
+        if not self.shared:
+            return generate_latest(self.registry)
+        every = CollectorRegistry()
+        MultiProcessCollector(every, path=self.shared)
+        return generate_latest(every)
+
+
+class Labels:
+    """An info metric that works across processes: a gauge at 1 for the label set being
+    served, its last one set to 0 and dropped (a stopped process's file keeps the 0)."""
+
+    def __init__(self, name: str, doc: str, names: tuple[str, ...], registry) -> None:
+        self._gauge = Gauge(name, doc, names, registry=registry, multiprocess_mode="livemax")
+        self._current: tuple[str, ...] | None = None
+
+    def set(self, *values: str) -> None:
+        if values == self._current:
+            return
+        if self._current is not None:
+            self._gauge.labels(*self._current).set(0)
+            self._gauge.remove(*self._current)
+        self._gauge.labels(*values).set(1)
+        self._current = values
+
+
+class ProcessGauges:
+    """The default process collector's figures for this process, as gauges the other
+    workers' /metrics can read."""
+
+    def __init__(self, registry) -> None:
+        self._source = ProcessCollector(registry=None)
+        self._gauges = {
+            "process_resident_memory_bytes": Gauge(
+                "process_resident_memory_bytes",
+                "Resident memory of the live workers, summed",
+                registry=registry,
+                multiprocess_mode="livesum",
+            ),
+            "process_cpu_seconds_total": Gauge(
+                "process_cpu_seconds_total",
+                "CPU seconds of every worker that ran, summed",
+                registry=registry,
+                multiprocess_mode="sum",
+            ),
+            "process_start_time_seconds": Gauge(
+                "process_start_time_seconds",
+                "Start of the earliest worker (Unix seconds)",
+                registry=registry,
+                multiprocess_mode="min",
+            ),
+        }
+        self.refresh()
+
+    def refresh(self) -> None:
+        for family in self._source.collect():
+            for sample in family.samples:
+                if sample.name in self._gauges:
+                    self._gauges[sample.name].set(sample.value)

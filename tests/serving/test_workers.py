@@ -1,0 +1,209 @@
+"""`serve --workers N` (ctrpipe/serving/workers.py): N processes on one port, their
+/metrics shared, a dead worker replaced, a worker that cannot load stopping them all,
+and production followed by one worker for all. Real processes, HTTP on loopback."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pyarrow.parquet as pq
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ctrpipe.model import package
+from ctrpipe.monitoring import engineering
+from ctrpipe.release import registry
+from ctrpipe.serving.follow import Follower
+from ctrpipe.serving.request_log import PATTERN
+from ctrpipe.serving.service import Service
+from ctrpipe.serving.workers import Team
+from tests.conftest import ROOT
+from tests.support.models import close, expected, request_rows
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning"),
+]
+
+
+class Served:
+    """`python -m ctrpipe serve ... --workers N` in a process; its output read by a thread."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ctrpipe", "serve", *args, "--port", "0"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        first = self.proc.stdout.readline()
+        assert first.startswith("serve: "), first
+        self.lines = [first]
+        self.port = int(first.split("http://127.0.0.1:")[1].split()[0])
+        self.pids = [int(p) for p in first.split("(pids ")[1].rstrip(")\n").split(", ")]
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def call(self, method: str, path: str, body=None) -> tuple[int, bytes]:
+        """One request on a connection of its own: the kernel picks its worker."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=json.dumps(body) if body is not None else None)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until /ready answers 200 on ten fresh connections in a row (every worker)."""
+        deadline, streak = time.monotonic() + timeout, 0
+        while streak < 10:
+            assert time.monotonic() < deadline, "".join(self.lines)
+            assert self.proc.poll() is None, "".join(self.lines)
+            try:
+                streak = streak + 1 if self.call("GET", "/ready")[0] == 200 else 0
+            except OSError:
+                streak = 0
+            if not streak:
+                time.sleep(0.1)
+
+    def wait_line(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [line for line in self.lines if text in line]
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError(f"no line with {text!r} in:\n{''.join(self.lines)}")
+
+    def stop(self, signal_it: bool = True) -> int:
+        """SIGTERM (unless it is to stop by itself), then its exit status."""
+        if signal_it and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(timeout=10)
+        return code
+
+
+def samples(text: str) -> dict:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_two_workers_share_the_port_the_metrics_and_the_request_log(packages, tmp_path):
+    folders, validation = packages
+    rows = request_rows(validation, package.load(folders["a"]).schema, 5)
+    served = Served(
+        "--package", str(folders["a"]), "--workers", "2", "--sample-rate", "1",
+        "--log-dir", str(tmp_path),
+    )  # fmt: skip
+    try:
+        served.wait_ready()
+        for i in range(40):  # 40 connections: all on one worker has odds of 2**-39
+            status, body = served.call("POST", "/predict", {"row": rows[i % 5]})
+            assert status == 200
+            assert json.loads(body)["predictions"] == close(expected(folders["a"], [rows[i % 5]]))
+        pages = [served.call("GET", "/metrics")[1].decode() for _ in range(4)]
+    finally:
+        code = served.stop()
+    assert code == 0, "".join(served.lines)
+    assert served.lines[-1] == "serve: every worker stopped\n"
+    for page in pages:  # whichever worker answers counts every worker's requests
+        got = samples(page)
+        assert got[("ctrpipe_requests_total", (("code", "200"), ("endpoint", "/predict")))] == 40
+        assert got[("ctrpipe_ready", ())] == 1
+        info = [dict(k[1]) for k, v in got.items() if k[0] == "ctrpipe_model_info" and v == 1]
+        assert [i["digest"] for i in info] == [package.digest(folders["a"])]
+        figures = engineering.figures(page)
+        assert figures["requests"] == 40 and figures["memory_mib"] > 50
+        assert figures["cpu_cores"] > 0
+    # Each worker logs to files of its own; together they hold every row once.
+    files = sorted(tmp_path.glob(PATTERN))
+    assert {int(f.name.split("-")[2]) for f in files} == set(served.pids)
+    assert sum(pq.read_metadata(f).num_rows for f in files) == 40
+
+
+def test_a_dead_worker_is_replaced_while_the_other_answers(packages):
+    folders, _ = packages
+    served = Served("--package", str(folders["a"]), "--workers", "2", "--sample-rate", "0")
+    try:
+        served.wait_ready()
+        before = samples(served.call("GET", "/metrics")[1].decode())
+        os.kill(served.pids[1], signal.SIGKILL)
+        line = served.wait_line("started")
+        assert f"worker {served.pids[1]} exited (signal SIGKILL) after it served" in line
+        served.wait_ready()
+        after = samples(served.call("GET", "/metrics")[1].decode())
+    finally:
+        code = served.stop()
+    assert code == 0, "".join(served.lines)
+    key = ("ctrpipe_requests_total", (("code", "200"), ("endpoint", "/ready")))
+    assert after[key] >= before[key] + 10  # the dead worker's counts are kept
+    assert after[("ctrpipe_ready", ())] == 1
+
+
+def test_a_worker_that_cannot_load_stops_the_service(packages):
+    folders, _ = packages
+    served = Served("--package", str(folders["broken"]), "--workers", "2", "--sample-rate", "0")
+    code = served.stop(signal_it=False)
+    out = "".join(served.lines)
+    assert code == 1, out
+    assert "ONNX and XGBoost predictions differ" in out
+    assert served.lines[-1].startswith("error: serve: worker ")
+    assert "before it loaded a model" in served.lines[-1]
+
+
+def test_the_first_worker_follows_production_and_relays_it_to_the_others(
+    packages, tagged, tmp_path
+):
+    """One Follower (the leader's) fetches; the other worker swaps to what it relays,
+    once, and keeps its model when the relayed package is refused."""
+    folders, _ = packages
+    work, serving = tagged
+    by_version = {"v1.0.0": folders["a"], "v1.1.0": folders["b"], "v1.2.0": folders["broken"]}
+    leader, other = Service(), Service()
+    for service in (leader, other):
+        service.load(folders["a"], "v1.0.0")
+    team = Team(tmp_path, leader=False)
+    follower = Follower(
+        leader,
+        serving,
+        interval=3600,
+        fetch=lambda v: (package.digest(by_version[v]), by_version[v]),
+        on_swap=Team(tmp_path, leader=True).relay,
+    )
+    team.follow(other)  # nothing relayed yet
+    assert other.model.version == "v1.0.0"
+    registry.push_tags(work, [registry.assign(work, "v1.1.0", "publish")])
+    assert follower.check() == "v1.1.0"
+    team.follow(other)
+    assert (other.model.version, other.model.loaded.path) == ("v1.1.0", folders["b"])
+    swaps = other.metrics.registry.get_sample_value("ctrpipe_model_swaps_total")
+    team.follow(other)  # the same relay again: no second swap
+    assert other.metrics.registry.get_sample_value("ctrpipe_model_swaps_total") == swaps
+
+    team.relay("v1.2.0", folders["broken"])  # refused by the other's own check
+    team.follow(other)
+    assert other.model.version == "v1.1.0"
+    for service in (leader, other):
+        service.close()
