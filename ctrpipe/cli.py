@@ -19,7 +19,7 @@ from ctrpipe import config, fileio, params, paths
 from ctrpipe.config import describe
 from ctrpipe.errors import ConfigError, exits_cleanly
 from ctrpipe.monitoring.settings import Ops
-from ctrpipe.release import fetch, publish, registry, remote
+from ctrpipe.release import fetch, publish, registry, remote, snapshots
 from ctrpipe.reporting import plots, report
 
 # settings keys whose flag is not the key itself
@@ -206,13 +206,16 @@ def serve_cmd(args) -> None:
             f"{digest[:12]}, verified)",
             flush=True,
         )
+    following = bool(args.stage) and not args.no_follow
+    if following and args.snapshot is not None and not args.snapshot.exists():
+        args.snapshot.mkdir(parents=True)  # published snapshots come down here
     run = http.run if settings.workers == 1 else workers.supervise
     run(
         path,
         version,
         settings,
         repo=args.repo,
-        follow=bool(args.stage) and not args.no_follow,
+        follow=following,
         snapshot=args.snapshot,
     )
 
@@ -221,7 +224,8 @@ def features_cmd(args) -> None:
     """Refresh the online snapshot raw requests are served from: recompute it from the raw
     folder (newer data) with generate's code, for the model in --package, without
     retraining; written to --out/<digest>/. A service serving --out (`serve --snapshot`)
-    swaps to the newest one there."""
+    swaps to the newest one there; with --publish it also goes to the DVC remote, where
+    a service following production (`serve --stage prod --snapshot DIR`) fetches it."""
     import datetime as dt
     import time
 
@@ -240,6 +244,10 @@ def features_cmd(args) -> None:
         f"snapshot {made.path} (sha256 {made.digest[:12]}, cut {made.cut}) for "
         f"{args.package} in {time.perf_counter() - started:.1f} s"
     )
+    if args.publish:
+        where = remote.resolve(args.repo)
+        key = snapshots.publish(args.repo, where, made.path)
+        print(f"published it to {where.where}: s3://{key}")
 
 
 def monitor_cmd(args) -> int:
@@ -462,6 +470,11 @@ def parser() -> argparse.ArgumentParser:
     cmd.add_argument("--raw", default=paths.RAW, help="the raw tables, as ingest writes them")
     cmd.add_argument("--out", default=paths.SNAPSHOTS, help="where snapshots are kept")
     cmd.add_argument("--cut", help="ISO time, UTC (default: the newest raw record)")
+    cmd.add_argument(
+        "--publish",
+        action="store_true",
+        help="then upload it to the DVC remote, where `serve --stage prod --snapshot DIR` finds it",
+    )
 
     cmd = add(
         "monitor", monitor_cmd, "judge the served model: drift, quality, engineering; alarm actions"

@@ -115,6 +115,11 @@ def checked_info(path: Path, found: dict[str, bytes]) -> dict:
     return info
 
 
+def is_folder(path: Path) -> bool:
+    """A folder of snapshots (as refresh writes them), not a snapshot itself."""
+    return path.is_dir() and not (path / manifest.MANIFEST).exists()
+
+
 def newest(folder: Path, config: str) -> Path | None:
     """Of the snapshots in `folder` (each in a subfolder, as refresh writes them), the
     newest cut built for `config`; None if there is none. Only snapshot.json is read:

@@ -9,6 +9,10 @@ they started with; the next ones get the new model. A failed check, fetch or dow
 leaves the current model serving and is logged and counted
 (`ctrpipe_follow_errors`), and the next poll tries again.
 
+With a folder of snapshots (`serve --snapshot DIR`), each poll also brings down the
+newest snapshot published for the served model's feature config (release/snapshots.py),
+which the service swaps to as to any newer snapshot in DIR.
+
 Polling, not a webhook: a service behind a firewall can always reach its git remote,
 and a tag is visible to `git fetch` within seconds of the push.
 """
@@ -23,7 +27,7 @@ from typing import Callable
 from prometheus_client import Counter
 
 from ctrpipe.model import package
-from ctrpipe.release import fetch, registry, remote
+from ctrpipe.release import fetch, registry, remote, snapshots
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ class Follower:
         git_remote: str = "origin",
         fetch: Callable[[str], tuple[str, Path]] | None = None,
         on_swap: Callable[[str, Path], None] | None = None,
+        snapshots: Path | None = None,
     ):
         self.service = service
         self.repo = Path(repo)
@@ -46,6 +51,7 @@ class Follower:
         self.git_remote = git_remote
         self._fetch = fetch or self._download
         self._on_swap = on_swap  # told each version swapped to, and its folder
+        self.snapshots = snapshots  # where published snapshots come down (snapshots.sync)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refused: str | None = None  # a version whose package failed its check
@@ -66,8 +72,15 @@ class Follower:
             self._thread.join(self.interval + 30)
 
     def check(self) -> str | None:
-        """Swap to production if it moved; the version swapped to, or None."""
+        """Swap to production if it moved, then fetch the newest snapshot published for
+        the model served; the version swapped to, or None."""
         self._fetch_tags()
+        moved = self._production()
+        if self.snapshots is not None:
+            self._sync_snapshots()
+        return moved
+
+    def _production(self) -> str | None:
         current = registry.production(self.repo)
         served = self.service.model.version if self.service.model else None
         if current is None or current.version in (served, self._refused):
@@ -89,6 +102,14 @@ class Follower:
             digest[:12],
         )
         return current.version
+
+    def _sync_snapshots(self) -> None:
+        """The service swaps to what lands in the folder (Service.refresh_online)."""
+        model = self.service.model
+        if model is None or model.online is None:
+            return
+        config = model.online.snapshot.config
+        snapshots.sync(self.repo, remote.resolve(self.repo), config, self.snapshots)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

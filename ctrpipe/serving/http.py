@@ -38,6 +38,7 @@ from pathlib import Path
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ctrpipe.errors import ConfigError, DataError
+from ctrpipe.online import store
 from ctrpipe.serving.metrics import ENDPOINTS
 from ctrpipe.serving.payload import RequestError
 from ctrpipe.serving.service import Service
@@ -331,6 +332,16 @@ def look_for_snapshot(service: Service) -> None:
         print(f"snapshot refused, still serving the last one: {exc}", flush=True)
 
 
+def listen(settings: Serve, service: Service, reuse_port: bool = False) -> Server:
+    try:
+        server = Server((settings.host, settings.port), service, reuse_port=reuse_port)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror or exc})"
+        ) from None
+    return server.start()
+
+
 def run(
     path: str | Path,
     version: str | None,
@@ -355,13 +366,6 @@ def run(
         backend=settings.backend,
         snapshot=snapshot,
     )
-    try:
-        server = Server((settings.host, settings.port), service, reuse_port=team is not None)
-    except OSError as exc:
-        service.close()
-        raise ConfigError(
-            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror or exc})"
-        ) from None
     # The handler only appends to a list: Event.set() takes a lock, and a signal that
     # lands while the main thread holds that lock inside Event.wait() deadlocks it.
     stop: list[int] = []
@@ -369,12 +373,14 @@ def run(
         sig: signal.signal(sig, lambda signum, _: stop.append(signum))
         for sig in (signal.SIGTERM, signal.SIGINT)
     }
-    server.start()
-    follower = None
+    server = follower = None
     try:
-        print(f"listening on {server.url}; loading {path}", flush=True)
+        if team is None:  # listen first, so that /health answers while the model loads
+            server = listen(settings, service)
+            print(f"listening on {server.url}; loading {path}", flush=True)
         model = service.load(path, version)
-        if team is not None:
+        if team is not None:  # a worker takes connections once it can answer them
+            server = listen(settings, service, reuse_port=True)
             team.loaded()
         print(
             f"serving {version or 'an unversioned package'} (manifest sha256 "
@@ -396,7 +402,10 @@ def run(
             from ctrpipe.serving.follow import Follower  # needs git and the registry
 
             relay = team.relay if team is not None else None
-            follower = Follower(service, repo, settings.follow_seconds, on_swap=relay).start()
+            published = snapshot if snapshot is not None and store.is_folder(snapshot) else None
+            follower = Follower(
+                service, repo, settings.follow_seconds, on_swap=relay, snapshots=published
+            ).start()
             print(f"following production every {settings.follow_seconds:g} s", flush=True)
         next_look = time.monotonic() + settings.follow_seconds
         while not stop:
@@ -411,7 +420,11 @@ def run(
     finally:
         if follower is not None:
             follower.stop()
-        finished = server.stop()
+        if server is not None:
+            finished = server.stop()
+        else:
+            service.close()
+            finished = True
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print(

@@ -203,7 +203,7 @@ class Service:
             return own if own.is_dir() else None
         if not own.is_dir():
             raise DataError(f"{self.snapshot}: the package {loaded.path} has no snapshot to match")
-        if self.snapshot.is_dir() and not (self.snapshot / manifest.MANIFEST).exists():
+        if store.is_folder(self.snapshot):
             return store.newest(self.snapshot, self._config(loaded)) or own
         return self.snapshot
 

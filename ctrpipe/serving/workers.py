@@ -14,7 +14,9 @@ spreads new connections across the workers. They share one temporary folder:
   at their next look (every 0.2 s);
 - `ready/<pid>`: a worker that has loaded its first model.
 
-A worker that dies after it loaded is started again, while the others keep answering.
+A worker listens only once its model is loaded, so no connection reaches a worker that
+would answer 503; the supervisor says when every worker is ready. A worker that dies
+after it loaded is started again, while the others keep answering.
 One that dies before, such as on a package that fails its check, stops the service with
 its exit status: another start would fail the same way. On SIGTERM or SIGINT every
 worker finishes its requests in flight, then the supervisor exits. Request logs need
@@ -145,13 +147,17 @@ def supervise(
     workers = [start(i) for i in range(settings.workers)]
     print(
         f"serve: {settings.workers} workers on http://{settings.host}:{port} "
-        f"(pids {', '.join(str(w.pid) for w in workers)})",
+        f"(pids {_pids(workers)})",
         flush=True,
     )
-    failed = None
+    failed, announced = None, set()
     try:
         while not stop and failed is None:
             time.sleep(LOOK)
+            pids = {w.pid for w in workers}
+            if pids != announced and all(team.had_loaded(pid) for pid in pids):
+                print(f"serve: {len(pids)} workers ready (pids {_pids(workers)})", flush=True)
+                announced = pids
             for i, worker in enumerate(workers):
                 if worker.poll() is None:
                     continue
@@ -191,6 +197,10 @@ def stop_all(workers: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+
+
+def _pids(workers: list[subprocess.Popen]) -> str:
+    return ", ".join(str(w.pid) for w in workers)
 
 
 def exit_status(code: int) -> str:

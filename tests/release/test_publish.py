@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import filecmp
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -33,20 +32,6 @@ ONE_SHALLOW_TREE = [
     "sweep.space.max_depth.low=1",
     "sweep.space.max_depth.high=1",
 ]
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server(tmp_path_factory.mktemp("s3") / "data").start()
-    saved = {k: os.environ.get(k) for k in server.env()}
-    os.environ.update(server.env())  # in-process DVC reads credentials from here
-    yield server
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture(scope="module")

@@ -66,25 +66,14 @@ class Served:
         finally:
             conn.close()
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        """Until /ready answers 200 on ten fresh connections in a row (every worker)."""
-        deadline, streak = time.monotonic() + timeout, 0
-        while streak < 10:
-            assert time.monotonic() < deadline, "".join(self.lines)
-            assert self.proc.poll() is None, "".join(self.lines)
-            try:
-                streak = streak + 1 if self.call("GET", "/ready")[0] == 200 else 0
-            except OSError:
-                streak = 0
-            if not streak:
-                time.sleep(0.1)
-
-    def wait_line(self, text: str, timeout: float = 60) -> str:
+    def wait_line(self, text: str, times: int = 1, timeout: float = 60) -> str:
+        """The `times`-th line holding `text`, once the service has printed it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = [line for line in self.lines if text in line]
-            if found:
-                return found[0]
+            if len(found) >= times:
+                return found[times - 1]
+            assert self.proc.poll() is None, "".join(self.lines)
             time.sleep(0.05)
         raise AssertionError(f"no line with {text!r} in:\n{''.join(self.lines)}")
 
@@ -118,10 +107,10 @@ def test_two_workers_share_the_port_the_metrics_and_the_request_log(packages, tm
         "--log-dir", str(tmp_path),
     )  # fmt: skip
     try:
-        served.wait_ready()
+        served.wait_line("workers ready")
         for i in range(40):  # 40 connections: all on one worker has odds of 2**-39
             status, body = served.call("POST", "/predict", {"row": rows[i % 5]})
-            assert status == 200
+            assert status == 200, (body, "".join(served.lines))
             assert json.loads(body)["predictions"] == close(expected(folders["a"], [rows[i % 5]]))
         pages = [served.call("GET", "/metrics")[1].decode() for _ in range(4)]
     finally:
@@ -147,12 +136,16 @@ def test_a_dead_worker_is_replaced_while_the_other_answers(packages):
     folders, _ = packages
     served = Served("--package", str(folders["a"]), "--workers", "2", "--sample-rate", "0")
     try:
-        served.wait_ready()
+        served.wait_line("workers ready")
+        for _ in range(10):
+            assert served.call("GET", "/ready")[0] == 200
         before = samples(served.call("GET", "/metrics")[1].decode())
         os.kill(served.pids[1], signal.SIGKILL)
         line = served.wait_line("started")
         assert f"worker {served.pids[1]} exited (signal SIGKILL) after it served" in line
-        served.wait_ready()
+        for _ in range(20):  # while the new one loads, the other answers every connection
+            assert served.call("GET", "/ready")[0] == 200
+        served.wait_line("workers ready", times=2)
         after = samples(served.call("GET", "/metrics")[1].decode())
     finally:
         code = served.stop()
