@@ -8,20 +8,24 @@ versions the previous ones published.
 
 from __future__ import annotations
 
+import datetime as dt
 import filecmp
 import json
 import shutil
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import s3fs
 import yaml
 
 from ctrpipe import paths
+from ctrpipe.online import store
 from ctrpipe.release import fetch, publish, registry, remote
 from tests.support.project import FEW_TREES, GATED, SMALL, attempt, copy_project, edit_conf, run
 from tests.support.s3server import S3Server
+from tests.support.served import Served
 
 pytestmark = pytest.mark.slow
 
@@ -288,7 +292,6 @@ def test_an_alarm_on_a_baking_version_rolls_it_back_and_history_shows_it(repo, s
     """v1.1.0 was just put back in production by a person, so it is baking: shifted
     traffic through a real service logging it, then `monitor`, rolls it back to v1.0.0
     through the same rollback as the CLI, and triggers the retrain command."""
-    import pyarrow.parquet as pq
 
     from ctrpipe.model import package
     from ctrpipe.monitoring import run as monitor
@@ -346,3 +349,50 @@ def test_an_alarm_on_a_baking_version_rolls_it_back_and_history_shows_it(repo, s
     assert rollback["status"] == "skipped" and "no longer in production" in rollback["detail"]
     assert registry.production(repo).version == "v1.0.0"
     assert package.digest(folder) == result["model"]["digest"]
+
+
+def test_a_published_refresh_reaches_the_workers_following_production_on_a_clone(
+    repo, s3, tmp_path
+):
+    """`features refresh --publish` where the data is; on a fresh clone elsewhere,
+    `serve --stage prod --workers 2 --snapshot DIR` brings it down, and both workers
+    swap to it."""
+    version = registry.production(repo).version
+    _, _, folder = fetch.fetch(repo, where(repo), version=version)
+    own = store.load(folder / store.FOLDER)
+    cut = own.cut - dt.timedelta(hours=12)  # another snapshot than the package's own
+    done = cli(
+        repo, "features", "refresh", "--package", str(folder), "--cut", cut.isoformat(), "--publish"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "published it to s3://" in done.stdout
+    refreshed = store.load(next((repo / paths.SNAPSHOTS).iterdir()))
+    assert refreshed.cut == cut and refreshed.digest != own.digest
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo.parent / "origin.git"), str(clone)], tmp_path)
+    served = Served(
+        "--stage", "prod", "--workers", "2", "--snapshot", str(tmp_path / "snapshots"),
+        "--follow-seconds", "1", "--sample-rate", "0", cwd=clone,
+    )  # fmt: skip
+    try:
+        served.wait_line("workers ready")
+        served.wait_line("now serving snapshot", times=2)  # each worker
+        got = served.metrics()
+        status, _ = served.call("POST", "/predict", {"row": raw_record(repo, refreshed)})
+    finally:
+        code = served.stop()
+    assert code == 0, "".join(served.lines)
+    assert status == 200
+    info = {dict(k[1])["digest"] for k, v in got.items() if k[0] == "ctrpipe_snapshot_info" and v}
+    assert info == {refreshed.digest}
+    cut_seconds = cut.replace(tzinfo=dt.timezone.utc).timestamp()
+    assert got[("ctrpipe_snapshot_cut_timestamp_seconds", ())] == cut_seconds  # the oldest
+    assert (tmp_path / "snapshots" / refreshed.digest / "manifest.json").is_file()
+
+
+def raw_record(repo: Path, snapshot: store.Snapshot) -> dict:
+    """A golden row's base record (the skew check's sample), as a client sends it."""
+    table = pq.read_table(repo / paths.SKEW_SAMPLE).select(snapshot.spec["request"])
+    row = table.slice(0, 1).to_pylist()[0]
+    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in row.items()}

@@ -4,18 +4,12 @@ and production followed by one worker for all. Real processes, HTTP on loopback.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
-import subprocess
-import sys
-import threading
-import time
 
 import pyarrow.parquet as pq
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from ctrpipe.model import package
 from ctrpipe.monitoring import engineering
@@ -24,79 +18,13 @@ from ctrpipe.serving.follow import Follower
 from ctrpipe.serving.request_log import PATTERN
 from ctrpipe.serving.service import Service
 from ctrpipe.serving.workers import Team
-from tests.conftest import ROOT
 from tests.support.models import close, expected, request_rows
+from tests.support.served import Served, metric_samples
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning"),
 ]
-
-
-class Served:
-    """`python -m ctrpipe serve ... --workers N` in a process; its output read by a thread."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ctrpipe", "serve", *args, "--port", "0"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        first = self.proc.stdout.readline()
-        assert first.startswith("serve: "), first
-        self.lines = [first]
-        self.port = int(first.split("http://127.0.0.1:")[1].split()[0])
-        self.pids = [int(p) for p in first.split("(pids ")[1].rstrip(")\n").split(", ")]
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def call(self, method: str, path: str, body=None) -> tuple[int, bytes]:
-        """One request on a connection of its own: the kernel picks its worker."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request(method, path, body=json.dumps(body) if body is not None else None)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
-
-    def wait_line(self, text: str, times: int = 1, timeout: float = 60) -> str:
-        """The `times`-th line holding `text`, once the service has printed it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [line for line in self.lines if text in line]
-            if len(found) >= times:
-                return found[times - 1]
-            assert self.proc.poll() is None, "".join(self.lines)
-            time.sleep(0.05)
-        raise AssertionError(f"no line with {text!r} in:\n{''.join(self.lines)}")
-
-    def stop(self, signal_it: bool = True) -> int:
-        """SIGTERM (unless it is to stop by itself), then its exit status."""
-        if signal_it and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(timeout=10)
-        return code
-
-
-def samples(text: str) -> dict:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def test_two_workers_share_the_port_the_metrics_and_the_request_log(packages, tmp_path):
@@ -118,7 +46,7 @@ def test_two_workers_share_the_port_the_metrics_and_the_request_log(packages, tm
     assert code == 0, "".join(served.lines)
     assert served.lines[-1] == "serve: every worker stopped\n"
     for page in pages:  # whichever worker answers counts every worker's requests
-        got = samples(page)
+        got = metric_samples(page)
         assert got[("ctrpipe_requests_total", (("code", "200"), ("endpoint", "/predict")))] == 40
         assert got[("ctrpipe_ready", ())] == 1
         info = [dict(k[1]) for k, v in got.items() if k[0] == "ctrpipe_model_info" and v == 1]
@@ -139,14 +67,14 @@ def test_a_dead_worker_is_replaced_while_the_other_answers(packages):
         served.wait_line("workers ready")
         for _ in range(10):
             assert served.call("GET", "/ready")[0] == 200
-        before = samples(served.call("GET", "/metrics")[1].decode())
+        before = served.metrics()
         os.kill(served.pids[1], signal.SIGKILL)
         line = served.wait_line("started")
         assert f"worker {served.pids[1]} exited (signal SIGKILL) after it served" in line
         for _ in range(20):  # while the new one loads, the other answers every connection
             assert served.call("GET", "/ready")[0] == 200
         served.wait_line("workers ready", times=2)
-        after = samples(served.call("GET", "/metrics")[1].decode())
+        after = served.metrics()
     finally:
         code = served.stop()
     assert code == 0, "".join(served.lines)
