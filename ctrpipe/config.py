@@ -32,6 +32,8 @@ class Spark(Strict):
     shuffle_partitions: int = Field(gt=0)
     # A dimension table of at most this many rows is broadcast to its join.
     broadcast_max_rows: int = Field(ge=0)
+    # How long a stage that needs task slots at once waits for a cluster's executors.
+    slots_wait_seconds: float = Field(ge=0)
     conf: dict[str, str | int | float | bool]  # passed to Spark as they are
 
 

@@ -12,6 +12,7 @@ archive, sessions start as before; CTRPIPE_CLASS_ARCHIVE=off skips writing one.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from ctrpipe import fileio
@@ -150,7 +152,23 @@ def session(cfg: Spark, app: str = "ctrpipe", dump_classes: Path | None = None):
         builder = builder.config(JAVA_OPTIONS, options)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    if not cfg.master.startswith("local"):
+        spark.sparkContext.addPyFile(str(package_archive()))
     return spark
+
+
+def package_archive() -> Path:
+    """The ctrpipe package's sources in a zip, for a cluster's executors: Python tasks
+    (the sweep's trials) import it there, where only the installed libraries are
+    (Spark's --py-files). Removed when this process exits."""
+    folder = Path(tempfile.mkdtemp(prefix="ctrpipe-pyfiles-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    package = Path(__file__).resolve().parent
+    archive = folder / "ctrpipe.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for source in sorted(package.rglob("*.py")):
+            zf.write(source, source.relative_to(package.parent).as_posix())
+    return archive
 
 
 def _dump(path: Path) -> None:
@@ -163,6 +181,7 @@ def _dump(path: Path) -> None:
             driver_memory="1g",
             shuffle_partitions=1,
             broadcast_max_rows=0,
+            slots_wait_seconds=0,
             conf={},
         ),
         app="class-archive",

@@ -80,6 +80,7 @@ def spark():
             driver_memory="1g",
             shuffle_partitions=2,
             broadcast_max_rows=10**6,
+            slots_wait_seconds=0,
             conf=QUICK_SPARK_CONF,
         ),
         app="tests",

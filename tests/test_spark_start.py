@@ -74,7 +74,7 @@ def test_a_session_starts_with_the_setups_archive_and_runs_a_job():
     script = (
         "from ctrpipe import config, spark\n"
         "s = spark.session(config.Spark(master='local[1]', driver_memory='1g',"
-        " shuffle_partitions=1, broadcast_max_rows=0, conf={}))\n"
+        " shuffle_partitions=1, broadcast_max_rows=0, slots_wait_seconds=0, conf={}))\n"
         "bean = s._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()\n"
         "print(list(bean.getInputArguments()))\n"
         "print(s.range(100).selectExpr('sum(id)').collect()[0][0])\n"

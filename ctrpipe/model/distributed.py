@@ -34,7 +34,6 @@ from ctrpipe.model.settings import Model, Sweep
 
 VALIDATION = "_validation"  # marks the validation rows in the one frame xgboost.spark reads
 OBJECTIVE = "binary:logistic"  # SparkXGBClassifier's, fixed
-SLOTS_WAIT_SECONDS = 60  # a cluster's executors register a few seconds after the session
 
 
 def read_split(session: SparkSession, path: str | Path, roles: dict) -> DataFrame:
@@ -136,10 +135,7 @@ def spread(df: DataFrame, key: str, workers: int) -> DataFrame:
 
 
 def check_slots(
-    session: SparkSession,
-    workers: int,
-    setting: str = "model.num_workers",
-    wait: float = SLOTS_WAIT_SECONDS,
+    session: SparkSession, workers: int, wait: float, setting: str = "model.num_workers"
 ) -> int:
     """The session's task slots, once there are `workers` of them; a ConfigError naming
     `setting` and the slots found when there are fewer after `wait` seconds
@@ -164,7 +160,12 @@ def check_slots(
 
 
 def fit(
-    train: DataFrame, valid: DataFrame, schema: FeatureSchema, params: dict, model: Model
+    train: DataFrame,
+    valid: DataFrame,
+    schema: FeatureSchema,
+    params: dict,
+    model: Model,
+    slots_wait: float,
 ) -> xgb.Booster:
     """Up to `num_boost_round` rounds on `model.num_workers` workers, stopping early on
     validation logloss as training.train does; the booster, with its best iteration."""
@@ -197,7 +198,7 @@ def fit(
     # The slots again, at the barrier stage's door: a worker lost since the stage's first
     # check (during the sweep) would leave Spark's own barrier check retrying for 10
     # minutes (40 checks 15 s apart) before the job fails.
-    check_slots(train.sparkSession, model.num_workers)
+    check_slots(train.sparkSession, model.num_workers, slots_wait)
     try:
         fitted = estimator.fit(spread(rows, schema.id, model.num_workers))
     except ValueError as exc:  # xgboost.spark's own param checks

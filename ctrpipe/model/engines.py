@@ -61,7 +61,8 @@ def local(
 
         session = spark.session(settings, app="sweep")
         try:
-            distributed.check_slots(session, search.parallel, "sweep.parallel")
+            wait = settings.slots_wait_seconds
+            distributed.check_slots(session, search.parallel, wait, "sweep.parallel")
             runner = distributed.trial_runner(session, search, model, dtrain, dvalid)
             study = sweep.run(search, model, dtrain, dvalid, runner)
         finally:
@@ -88,8 +89,9 @@ def on_spark(
     started = time.perf_counter()
     session = spark.session(settings, app="train")
     try:
-        distributed.check_slots(session, model.num_workers)
-        distributed.check_slots(session, search.parallel, "sweep.parallel")
+        wait = settings.slots_wait_seconds
+        distributed.check_slots(session, model.num_workers, wait)
+        distributed.check_slots(session, search.parallel, wait, "sweep.parallel")
         train = distributed.read_split(session, train_path, roles)
         valid = distributed.read_split(session, valid_path, roles)
         schema = distributed.fit_encoding(
@@ -109,9 +111,8 @@ def on_spark(
             runner = distributed.trial_runner(session, search, model, dtrain, dvalid)
         study = sweep.run(search, model, dtrain, dvalid, runner)
         swept = time.perf_counter()
-        booster = distributed.fit(
-            train, valid, schema, training.booster_params(model, study.best_params), model
-        )
+        params = training.booster_params(model, study.best_params)
+        booster = distributed.fit(train, valid, schema, params, model, wait)
         rows = train.count()
     finally:
         session.stop()

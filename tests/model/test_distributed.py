@@ -144,11 +144,11 @@ def test_a_bad_split_is_refused_with_the_local_engines_words(spark, tmp_path, ch
 
 @pytest.mark.integration
 def test_more_workers_than_task_slots_are_refused_before_training(spark):
-    assert distributed.check_slots(spark, 2) == 2  # local[2]
+    assert distributed.check_slots(spark, 2, wait=0) == 2  # local[2]
     with pytest.raises(
         ConfigError, match=r"model.num_workers: 3 need 3 Spark task slots at once; .* has 2$"
     ):
-        distributed.check_slots(spark, 3)
+        distributed.check_slots(spark, 3, wait=0)
 
 
 @pytest.mark.integration
@@ -162,7 +162,7 @@ def test_the_refit_checks_the_slots_at_its_start(spark, splits):
     schema = distributed.fit_encoding(train, ROLES, 20, 5)
     model = Model.model_validate({**SMALL["model"], "engine": "spark", "num_workers": 3})
     with pytest.raises(ConfigError, match=r"model.num_workers: 3 need 3 .* has 2$"):
-        distributed.fit(train, valid, schema, training.booster_params(model), model)
+        distributed.fit(train, valid, schema, training.booster_params(model), model, 0)
 
 
 @pytest.mark.slow
@@ -358,4 +358,34 @@ def test_a_worker_lost_mid_fit_fails_the_stage_in_one_line_and_writes_nothing(sp
     last = log.strip().splitlines()[-1]
     assert last.startswith(f"error: model.num_workers: the fit on {master} failed, no model "), last
     assert "barrier" in last and "worker lost" in last, last
+    assert not any((out / name).exists() for name in OUTPUTS)
+
+
+@pytest.mark.slow
+def test_a_worker_lost_during_the_parallel_sweep_stops_the_stage_before_the_refit(splits, tmp_path):
+    """Two 1-core workers, the spark engine and `sweep.parallel: 2`; one worker is killed
+    once a trial runs on it. Spark runs its lost trials again on the other, so the sweep
+    ends; the refit then finds one task slot for its two workers and the stage stops in
+    one line naming them (it checks the slots at its start), with nothing written."""
+    cluster, out = tmp_path / "spark", tmp_path / "out"
+    cluster.mkdir()
+    with standalone_cluster(cluster, cores=1, workers=2) as master:
+        changes = spark_engine(2, master) | {"sweep": {**SMALL["sweep"], "parallel": 2}}
+        changes["spark"]["slots_wait_seconds"] = 15  # the refit's wait for the lost slot
+        with (tmp_path / "stderr").open("w") as stderr:
+            stage = subprocess.Popen(
+                train_command(splits, out, **changes), stdout=stderr, stderr=stderr, cwd=ROOT
+            )
+            try:
+                killed = kill_a_worker_once_it_fits(cluster, stage)
+                code = stage.wait(timeout=300)
+            finally:
+                stage.kill()
+    log = (tmp_path / "stderr").read_text()
+    assert killed and code == 1, log[-3000:]
+    last = log.strip().splitlines()[-1]
+    assert last == (
+        f"error: model.num_workers: 2 need 2 Spark task slots at once; the Spark session "
+        f"({master}) has 1"
+    ), log[-3000:]
     assert not any((out / name).exists() for name in OUTPUTS)

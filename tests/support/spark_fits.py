@@ -26,7 +26,8 @@ def main(master: str, splits: str, params: str, out: str, *workers: str) -> None
     settings = loaded.section("spark", config.Spark).model_copy(update={"master": master})
     session = spark.session(settings, app="fits")
     try:
-        distributed.check_slots(session, max(int(n) for n in workers))
+        wait = settings.slots_wait_seconds
+        distributed.check_slots(session, max(int(n) for n in workers), wait)
         train = distributed.read_split(session, splits / "train.parquet", roles)
         valid = distributed.read_split(session, splits / "validation.parquet", roles)
         schema = distributed.fit_encoding(
@@ -34,7 +35,7 @@ def main(master: str, splits: str, params: str, out: str, *workers: str) -> None
         )
         for i, n in enumerate(workers):
             with_n = model.model_copy(update={"num_workers": int(n)})
-            booster = distributed.fit(train, valid, schema, final, with_n)
+            booster = distributed.fit(train, valid, schema, final, with_n, wait)
             training.best_model(booster).save_model(out / f"fit-{i}-w{n}.ubj")
     finally:
         session.stop()
