@@ -401,6 +401,7 @@ def test_simulate_then_monitor_through_the_command_line(packages, tmp_path, spar
             "driver_memory": "1g",
             "shuffle_partitions": 2,
             "broadcast_max_rows": 1000,
+            "slots_wait_seconds": 0,
             "conf": QUICK_SPARK_CONF,
         },
         "simulate": {

@@ -157,6 +157,7 @@ def test_the_engine_switch_changes_only_the_model_stages_outputs(repo):
     """`model.engine: spark` re-runs train on Spark and what reads its model; the data is
     untouched, the encoding (fitted by Spark now) is the same file, and switching back
     brings back every local output's bytes."""
+    run(["dvc", "exp", "run"], repo)  # conf/ alone (an experiment composes params from it)
     before = lock_hashes(repo)
     out = run(["dvc", "exp", "run", "-S", "model.engine=spark"], repo)
     assert reran(out) == MODEL_STAGES

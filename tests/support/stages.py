@@ -16,6 +16,7 @@ SPARK = {
     "driver_memory": "1g",
     "shuffle_partitions": 2,
     "broadcast_max_rows": 1_000_000,
+    "slots_wait_seconds": 60,  # as conf/spark: a cluster's executors register after the start
     "conf": QUICK_SPARK_CONF,
 }
 
