@@ -10,7 +10,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 .PHONY: setup params repro test test-fast lint bench lock clean pull repro-log report publish \
-	retrain commit-retrain rollback
+	retrain commit-retrain rollback refresh
 
 # .venv from requirements.lock, reinstalled only when the lock's content changes
 # (scripts/venv.sh). The class archive makes every Spark start about 3 s shorter
@@ -76,6 +76,14 @@ commit-retrain:
 	git add dvc.lock reports
 	git diff --cached --quiet || git commit -qm "$(MESSAGE)"
 	git push origin HEAD:main
+
+# Ingest the raw sources again, then the online snapshot of the model in production, from
+# that data with generate's code, published to the DVC remote (no retraining).
+PRODUCTION_PACKAGE := models/fetched/production
+refresh: setup
+	$(BIN)/dvc repro --force --single-item ingest
+	$(BIN)/python -m ctrpipe fetch --stage prod --out $(PRODUCTION_PACKAGE)
+	$(BIN)/python -m ctrpipe features refresh --package $(PRODUCTION_PACKAGE) --publish
 
 # Production back to VERSION (empty: the version below production's), for REASON.
 rollback: setup

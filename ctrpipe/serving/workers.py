@@ -35,11 +35,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ctrpipe import fileio
 from ctrpipe.errors import ConfigError, exits_cleanly
+from ctrpipe.model import package
 from ctrpipe.serving.metrics import SHARED
 from ctrpipe.serving.settings import Serve
 
@@ -55,7 +56,7 @@ class Team:
 
     folder: Path
     leader: bool
-    _seen: tuple | None = field(default=None, repr=False)
+    seen: tuple | None = None  # the last relay acted on: (version, folder)
 
     def relay(self, version: str | None, path: Path) -> None:
         """The leader has swapped to `version` in `path`: the others should too."""
@@ -71,15 +72,13 @@ class Team:
     def follow(self, service) -> None:
         """A worker other than the leader: swap to what the leader swapped to, once."""
         relayed = self.relayed()
-        if relayed is None or relayed == self._seen:
+        if relayed is None or relayed == self.seen:
             return
-        self._seen = relayed
+        self.seen = relayed
         version, path = relayed
         served = service.model
         if served is not None and (served.version, served.loaded.path) == (version, path):
             return
-        from ctrpipe.model import package
-
         try:
             service.swap(package.load(path), version)
         except Exception as exc:  # the leader passed the same checks: log, keep serving
@@ -210,12 +209,12 @@ def exit_status(code: int) -> str:
 @exits_cleanly
 def main(argv: list[str] | None = None) -> None:
     """A worker: the spec the supervisor wrote, served by http.run on the shared port."""
-    from ctrpipe.serving import http  # the server, only in a worker
+    from ctrpipe.serving import http  # which imports this module
 
     spec = json.loads((argv or sys.argv[1:])[0])
     team = Team(Path(spec["folder"]), leader=spec["leader"])
     path, version = team.relayed() or (spec["path"], spec["version"])  # a restart: the latest
-    team._seen = (version, Path(path))
+    team.seen = (version, Path(path))
     http.run(
         path,
         version,

@@ -1,4 +1,4 @@
-"""The four workflows, run by act (a real Actions engine) on this machine, offline: every
+"""The five workflows, run by act (a real Actions engine) on this machine, offline: every
 step of every job runs, with the pinned actions, in a fresh workspace copied from a clone
 of the project, with a bare `origin`, SeaweedFS for the DVC remote and loopback stand-ins
 for GitHub's API and `gh` (tests/support/act.py). The remote's credentials are key
@@ -9,7 +9,8 @@ production. A pull request from a branch of the repository changes the model; wi
 caches it is reproduced against production and commented on; its second push (the lock
 reproduced) updates that one comment. A fork's pull request gets no secrets and stops
 before the gate. The merge publishes v1.1.0 once. Retrain runs on each of its triggers
-and finds nothing new; a rollback puts v1.0.0 back in production.
+and finds nothing new; a rollback puts v1.0.0 back in production, and a refresh
+publishes the online snapshot of its model.
 
 Two things stand in for what a suite cannot do from inside itself: the tests jobs of
 `main.yml` and `pull-request.yml` run `make test` and `make test-fast` with PYTEST_ARGS
@@ -20,6 +21,7 @@ of secrets from a fork's run is act being given none. What act cannot check
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +29,10 @@ from pathlib import Path
 import pytest
 import s3fs
 
+from ctrpipe import paths
 from ctrpipe.monitoring import actions as monitor_actions
 from ctrpipe.monitoring.settings import Retrain
+from ctrpipe.online import store
 from ctrpipe.release import registry
 from tests.support.act import REPOSITORY, Actions, GitHubAPI, Run
 from tests.support.project import (
@@ -281,3 +285,24 @@ def test_rollback_puts_the_version_below_back(world):
     world.checkout_main()
     production = registry.production(world.clone)
     assert (production.version, production.author) == ("v1.0.0", ACTOR)
+
+
+def test_refresh_publishes_the_snapshot_of_productions_model(world):
+    world.checkout_main()
+    result = world.act("schedule", "refresh.yml", {})
+    succeeded(result, "refresh")
+    out = result.step_output("refresh", "refresh the snapshot and publish it")
+    assert "Running stage 'ingest'" in out and "fetched model v1.0.0" in out, out
+    assert "published it to s3://" in out, out
+    env = world.server.env()
+    fs = s3fs.S3FileSystem(
+        endpoint_url=env["CTRPIPE_S3_ENDPOINT"],
+        key=env["AWS_ACCESS_KEY_ID"],
+        secret=env["AWS_SECRET_ACCESS_KEY"],
+        skip_instance_cache=True,
+    )
+    (index,) = fs.glob(f"{env['CTRPIPE_S3_BUCKET']}/*/snapshots/*/*.json")
+    published = json.loads(fs.cat(index))
+    own = store.load(world.clone / paths.PACKAGE / store.FOLDER)  # the same data config
+    assert published["config"] == own.config
+    assert f"(sha256 {published['digest'][:12]}," in out

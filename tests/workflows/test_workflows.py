@@ -41,8 +41,8 @@ def steps(doc: dict) -> list[dict]:
     return [step for job in doc["jobs"].values() for step in job.get("steps", [])]
 
 
-def test_there_are_the_four_workflows():
-    assert {p.stem for p in WORKFLOWS} == {"pull-request", "main", "retrain", "rollback"}
+def test_there_are_the_five_workflows():
+    assert {p.stem for p in WORKFLOWS} == {"pull-request", "main", "retrain", "rollback", "refresh"}
 
 
 def test_actionlint_finds_nothing():
