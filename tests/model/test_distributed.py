@@ -336,16 +336,16 @@ def kill_a_worker_once_it_fits(cluster: Path, stage: subprocess.Popen) -> bool:
     return False
 
 
-@pytest.mark.slow
-def test_a_worker_lost_mid_fit_fails_the_stage_in_one_line_and_writes_nothing(splits, tmp_path):
-    """A cluster of two 1-core workers, a fit on both; one is killed once its task runs.
-    Spark does not retry a failed barrier stage that returns results: the stage names the
-    cause in one line, and no output is written. Without the catch in distributed.fit the
-    stage ended in a Py4J traceback."""
+def train_losing_a_worker(splits: Path, tmp_path: Path, **changes) -> tuple[str, str]:
+    """The train stage on a cluster of two 1-core workers (spark engine, 2 workers, with
+    `changes`), one of which is killed once Python runs on it; the master's address and
+    the last line the stage wrote, once it failed with nothing written."""
     cluster, out = tmp_path / "spark", tmp_path / "out"
     cluster.mkdir()
     with standalone_cluster(cluster, cores=1, workers=2) as master:
-        command = train_command(splits, out, **spark_engine(2, master))
+        engine = spark_engine(2, master)
+        engine["spark"] |= changes.pop("spark", {})
+        command = train_command(splits, out, **engine, **changes)
         with (tmp_path / "stderr").open("w") as stderr:
             stage = subprocess.Popen(command, stdout=stderr, stderr=stderr, cwd=ROOT)
             try:
@@ -355,10 +355,19 @@ def test_a_worker_lost_mid_fit_fails_the_stage_in_one_line_and_writes_nothing(sp
                 stage.kill()
     log = (tmp_path / "stderr").read_text()
     assert killed and code == 1, log[-3000:]
-    last = log.strip().splitlines()[-1]
+    assert not any((out / name).exists() for name in OUTPUTS)
+    return master, log.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_worker_lost_mid_fit_fails_the_stage_in_one_line_and_writes_nothing(splits, tmp_path):
+    """A cluster of two 1-core workers, a fit on both; one is killed once its task runs.
+    Spark does not retry a failed barrier stage that returns results: the stage names the
+    cause in one line, and no output is written. Without the catch in distributed.fit the
+    stage ended in a Py4J traceback."""
+    master, last = train_losing_a_worker(splits, tmp_path)
     assert last.startswith(f"error: model.num_workers: the fit on {master} failed, no model "), last
     assert "barrier" in last and "worker lost" in last, last
-    assert not any((out / name).exists() for name in OUTPUTS)
 
 
 @pytest.mark.slow
@@ -367,25 +376,13 @@ def test_a_worker_lost_during_the_parallel_sweep_stops_the_stage_before_the_refi
     once a trial runs on it. Spark runs its lost trials again on the other, so the sweep
     ends; the refit then finds one task slot for its two workers and the stage stops in
     one line naming them (it checks the slots at its start), with nothing written."""
-    cluster, out = tmp_path / "spark", tmp_path / "out"
-    cluster.mkdir()
-    with standalone_cluster(cluster, cores=1, workers=2) as master:
-        changes = spark_engine(2, master) | {"sweep": {**SMALL["sweep"], "parallel": 2}}
-        changes["spark"]["slots_wait_seconds"] = 15  # the refit's wait for the lost slot
-        with (tmp_path / "stderr").open("w") as stderr:
-            stage = subprocess.Popen(
-                train_command(splits, out, **changes), stdout=stderr, stderr=stderr, cwd=ROOT
-            )
-            try:
-                killed = kill_a_worker_once_it_fits(cluster, stage)
-                code = stage.wait(timeout=300)
-            finally:
-                stage.kill()
-    log = (tmp_path / "stderr").read_text()
-    assert killed and code == 1, log[-3000:]
-    last = log.strip().splitlines()[-1]
+    master, last = train_losing_a_worker(
+        splits,
+        tmp_path,
+        sweep={**SMALL["sweep"], "parallel": 2},
+        spark={"slots_wait_seconds": 15},  # the refit's wait for the lost slot
+    )
     assert last == (
         f"error: model.num_workers: 2 need 2 Spark task slots at once; the Spark session "
         f"({master}) has 1"
-    ), log[-3000:]
-    assert not any((out / name).exists() for name in OUTPUTS)
+    )

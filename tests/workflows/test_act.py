@@ -108,15 +108,17 @@ class World:
     def origin_tags(self) -> set[str]:
         return set(run(["git", "tag"], self.origin).split())
 
-    def bucket_files(self) -> int:
+    def bucket(self) -> s3fs.S3FileSystem:
         env = self.server.env()
-        fs = s3fs.S3FileSystem(
+        return s3fs.S3FileSystem(
             endpoint_url=env["CTRPIPE_S3_ENDPOINT"],
             key=env["AWS_ACCESS_KEY_ID"],
             secret=env["AWS_SECRET_ACCESS_KEY"],
             skip_instance_cache=True,
         )
-        return len(fs.find(env["CTRPIPE_S3_BUCKET"]))
+
+    def bucket_files(self) -> int:
+        return len(self.bucket().find(self.server.bucket))
 
 
 @pytest.fixture(scope="module")
@@ -294,14 +296,8 @@ def test_refresh_publishes_the_snapshot_of_productions_model(world):
     out = result.step_output("refresh", "refresh the snapshot and publish it")
     assert "Running stage 'ingest'" in out and "fetched model v1.0.0" in out, out
     assert "published it to s3://" in out, out
-    env = world.server.env()
-    fs = s3fs.S3FileSystem(
-        endpoint_url=env["CTRPIPE_S3_ENDPOINT"],
-        key=env["AWS_ACCESS_KEY_ID"],
-        secret=env["AWS_SECRET_ACCESS_KEY"],
-        skip_instance_cache=True,
-    )
-    (index,) = fs.glob(f"{env['CTRPIPE_S3_BUCKET']}/*/snapshots/*/*.json")
+    fs = world.bucket()
+    (index,) = fs.glob(f"{world.server.bucket}/*/snapshots/*/*.json")
     published = json.loads(fs.cat(index))
     own = store.load(world.clone / paths.PACKAGE / store.FOLDER)  # the same data config
     assert published["config"] == own.config
