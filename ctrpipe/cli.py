@@ -179,7 +179,7 @@ def serve_cmd(args) -> None:
     --stage the service then follows production (publish, rollback) as it moves.
     Settings come from params.yaml's `serve` group (conf/serve/); flags override them."""
     # here, so the other commands never import the server
-    from ctrpipe.serving import http, workers
+    from ctrpipe.serving import run, workers
 
     settings = with_flags(
         params.groups(args.repo, Ops).serve,
@@ -189,6 +189,8 @@ def serve_cmd(args) -> None:
             "max_batch": args.max_batch,
             "threads": args.threads,
             "workers": args.workers,
+            "grpc_port": args.grpc_port,
+            "deadline_ms": args.deadline_ms,
             "follow_seconds": args.follow_seconds,
             "log": {"dir": args.log_dir, "sample_rate": args.sample_rate},
         },
@@ -209,8 +211,8 @@ def serve_cmd(args) -> None:
     following = bool(args.stage) and not args.no_follow
     if following and args.snapshot is not None and not args.snapshot.exists():
         args.snapshot.mkdir(parents=True)  # published snapshots come down here
-    run = http.run if settings.workers == 1 else workers.supervise
-    run(
+    serve = run.run if settings.workers == 1 else workers.supervise
+    serve(
         path,
         version,
         settings,
@@ -428,7 +430,7 @@ def parser() -> argparse.ArgumentParser:
         help="prefix of the image links (default: relative links, plots/<name>.png)",
     )
 
-    cmd = add("serve", serve_cmd, "serve a model package over HTTP")
+    cmd = add("serve", serve_cmd, "serve a model package over HTTP (and gRPC)")
     which = cmd.add_mutually_exclusive_group(required=True)
     which.add_argument("--package", type=Path, help=f"a package folder, e.g. {paths.PACKAGE}")
     which.add_argument("--version", help="fetch this version first, e.g. v1.2.0")
@@ -445,6 +447,16 @@ def parser() -> argparse.ArgumentParser:
     )
     cmd.add_argument(
         "--workers", type=int, help="processes answering on the port, one a core (serve.workers: 1)"
+    )
+    cmd.add_argument(
+        "--grpc-port",
+        type=int,
+        help="the Open Inference Protocol over gRPC on this port; 0 picks one (serve.grpc_port)",
+    )
+    cmd.add_argument(
+        "--deadline-ms",
+        type=float,
+        help="a request that cannot start within this is shed with a 503 (serve.deadline_ms)",
     )
     cmd.add_argument("--log-dir", help="request log folder (serve.log.dir)")
     cmd.add_argument(

@@ -79,10 +79,10 @@ def test_imports_point_down_the_layers():
 def test_an_import_pointing_up_breaks_the_contract(tmp_path):
     copy_code(tmp_path)
     with (tmp_path / "ctrpipe" / "model" / "metrics.py").open("a") as f:
-        f.write("\nfrom ctrpipe.serving import http  # noqa: E402,F401\n")
+        f.write("\nfrom ctrpipe.serving.rest import server  # noqa: E402,F401\n")
     proc = lint_imports(tmp_path)
     assert proc.returncode == 1, proc.stdout[-3000:]
-    assert "ctrpipe.model.metrics -> ctrpipe.serving.http" in proc.stdout
+    assert "ctrpipe.model.metrics -> ctrpipe.serving.rest.server" in proc.stdout
 
 
 def string_constants(path: Path) -> list[tuple[int, str]]:

@@ -221,7 +221,7 @@ def walkthrough(
     from ctrpipe.config import updated
     from ctrpipe.model import package
     from ctrpipe.monitoring import run
-    from ctrpipe.serving.http import Server
+    from ctrpipe.serving.rest.server import Server
     from ctrpipe.serving.service import Service
     from ctrpipe.serving.settings import RequestLog
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -32,11 +31,20 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-if TYPE_CHECKING:
-    from ctrpipe.serving.service import Model
-
 SHARED = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's name for the shared folder
-ENDPOINTS = {"/predict": "POST", "/health": "GET", "/ready": "GET", "/metrics": "GET"}
+# Every endpoint's label and method; a V2 model endpoint is labelled by its template.
+ENDPOINTS = {
+    "/predict": "POST",
+    "/health": "GET",
+    "/ready": "GET",
+    "/metrics": "GET",
+    "/v2": "GET",
+    "/v2/health/live": "GET",
+    "/v2/health/ready": "GET",
+    "/v2/models/{name}": "GET",
+    "/v2/models/{name}/ready": "GET",
+    "/v2/models/{name}/infer": "POST",
+}
 # Single-row predictions take tens of microseconds and batches tens of milliseconds.
 BUCKETS = (
     1e-5,
@@ -99,6 +107,13 @@ class Metrics:
         self.ready = Gauge(
             "ctrpipe_ready", "1 when /ready answers 200", registry=r, multiprocess_mode="livemin"
         )
+        self.shed = Counter(
+            "ctrpipe_shed_requests",
+            "Scoring requests answered 503 unscored: the queue was full, or the deadline "
+            "passed before they could start",
+            ["reason"],
+            registry=r,
+        )
         self.swaps = Counter("ctrpipe_model_swaps", "Models put in service", registry=r)
         self.snapshot = Labels(
             "ctrpipe_snapshot_info", "The online snapshot being served", ("digest", "cut"), r
@@ -122,20 +137,26 @@ class Metrics:
             ProcessCollector(registry=r)
             self.process = None
         self._latency = {e: self.latency.labels(e) for e in [*ENDPOINTS, "other"]}
+        self._counters: dict[tuple[str, int], list] = {}
 
     def observe(self, endpoint: str, code: int, seconds: float) -> None:
         self._latency[endpoint].observe(seconds)
-        self.requests.labels(endpoint, str(code)).inc()
-        if code >= 400:
-            self.errors.labels(endpoint, str(code)).inc()
+        counters = self._counters.get((endpoint, code))
+        if counters is None:  # labels() takes a lock and formats: once per pair
+            counters = self._counters[endpoint, code] = [self.requests.labels(endpoint, str(code))]
+            if code >= 400:
+                counters.append(self.errors.labels(endpoint, str(code)))
+        for counter in counters:
+            counter.inc()
 
-    def serving(self, model: Model) -> None:
-        self.model.set(model.version or "", model.loaded.digest, model.backend)
+    def serving(self, version: str | None, digest: str, backend: str, snapshot) -> None:
+        """A model put in service; `snapshot` is its online snapshot (store.Snapshot) or
+        None. Plain values, so that metrics know nothing of the data plane's types."""
+        self.model.set(version or "", digest, backend)
         self.swaps.inc()
-        self.serving_snapshot(model)
+        self.serving_snapshot(snapshot)
 
-    def serving_snapshot(self, model: Model) -> None:
-        snapshot = model.online.snapshot if model.online else None
+    def serving_snapshot(self, snapshot) -> None:
         cut = snapshot.cut if snapshot else None
         self.snapshot.set(snapshot.digest if snapshot else "", cut.isoformat() if cut else "")
         self.snapshot_cut.set(cut.replace(tzinfo=dt.timezone.utc).timestamp() if cut else 0)

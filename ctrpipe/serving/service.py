@@ -54,6 +54,10 @@ class Model:
     predict: Callable[[np.ndarray], np.ndarray]  # float32 matrix -> click probabilities
     online: Lookup | None = None  # the snapshot raw requests are served from
 
+    @property
+    def snapshot(self) -> store.Snapshot | None:
+        return self.online.snapshot if self.online else None
+
     def features(self, rows: list, online: Lookup | None = None) -> tuple[str, list]:
         """The request's contract, decided by its first row, and its rows as feature rows.
         With a snapshot, a row of base-table fields only is a raw record whose features
@@ -139,7 +143,7 @@ class Service:
                 raise
             self._model = model
             self.problem = None
-            self.metrics.serving(model)
+            self.metrics.serving(model.version, loaded.digest, model.backend, model.snapshot)
             self.metrics.ready.set(0 if self.draining else 1)
             return model
 
@@ -233,7 +237,7 @@ class Service:
             if online is model.online:
                 return False
             self._model = dataclasses.replace(model, online=online)
-            self.metrics.serving_snapshot(self._model)
+            self.metrics.serving_snapshot(online.snapshot)
             return True
 
     def _compile(self, loaded: package.Loaded, files: dict | None) -> compiled.Compiled | None:

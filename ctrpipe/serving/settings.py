@@ -26,6 +26,9 @@ class Serve(Strict):
     max_batch: int = Field(10_000, ge=1, le=1 << 20)
     threads: int = Field(1, ge=1, le=256)
     workers: int = Field(1, ge=1, le=64)
+    grpc_port: int | None = Field(None, ge=0, le=65535)
+    deadline_ms: float = Field(50.0, gt=0)
+    max_queued: int = Field(512, ge=1)
     backend: Literal["auto", "compiled", "onnx"] = "auto"
     follow_seconds: float = Field(10.0, gt=0)
     log: RequestLog = RequestLog()

@@ -2,7 +2,7 @@
 process cannot use (the GIL holds a process to about one core of parsing and JSON).
 
 The supervisor (`supervise`, in the `serve` command's process) reserves the port, then
-starts each worker as `python -m ctrpipe.serving.workers <spec>`. A worker runs http.py's
+starts each worker as `python -m ctrpipe.serving.workers <spec>`. A worker runs run.py's
 service on a socket of its own, bound to that port with SO_REUSEPORT, and the kernel
 spreads new connections across the workers. They share one temporary folder:
 
@@ -35,62 +35,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from ctrpipe import fileio
 from ctrpipe.errors import ConfigError, exits_cleanly
-from ctrpipe.model import package
 from ctrpipe.serving.metrics import SHARED
 from ctrpipe.serving.settings import Serve
+from ctrpipe.serving.team import Team
 
 log = logging.getLogger(__name__)
 
 LOOK = 0.2  # seconds between the supervisor's looks at its workers
-STOP_WAIT = 30.0  # seconds a worker may take to drain (http.GRACE) and exit
-
-
-@dataclass
-class Team:
-    """A worker's view of the folder it shares with the others."""
-
-    folder: Path
-    leader: bool
-    seen: tuple | None = None  # the last relay acted on: (version, folder)
-
-    def relay(self, version: str | None, path: Path) -> None:
-        """The leader has swapped to `version` in `path`: the others should too."""
-        fileio.write_json(self.folder / "relay.json", {"version": version, "path": str(path)})
-
-    def relayed(self) -> tuple[str | None, Path] | None:
-        try:
-            relay = json.loads((self.folder / "relay.json").read_text())
-        except FileNotFoundError:
-            return None
-        return relay["version"], Path(relay["path"])
-
-    def follow(self, service) -> None:
-        """A worker other than the leader: swap to what the leader swapped to, once."""
-        relayed = self.relayed()
-        if relayed is None or relayed == self.seen:
-            return
-        self.seen = relayed
-        version, path = relayed
-        served = service.model
-        if served is not None and (served.version, served.loaded.path) == (version, path):
-            return
-        try:
-            service.swap(package.load(path), version)
-        except Exception as exc:  # the leader passed the same checks: log, keep serving
-            log.error("worker %d: refused %s from %s: %s", os.getpid(), version, path, exc)
-            return
-        print(f"worker {os.getpid()}: now serving {version}, as the first worker", flush=True)
-
-    def loaded(self) -> None:
-        (self.folder / "ready" / str(os.getpid())).touch()
-
-    def had_loaded(self, pid: int) -> bool:
-        return (self.folder / "ready" / str(pid)).exists()
+STOP_WAIT = 30.0  # seconds a worker may take to drain (rest.server.GRACE) and exit
 
 
 def reserve(host: str, port: int) -> socket.socket:
@@ -117,15 +72,21 @@ def supervise(
     """Run `settings.workers` worker processes on one port until SIGTERM or SIGINT."""
     from prometheus_client.multiprocess import mark_process_dead
 
-    reserved = reserve(settings.host, settings.port)
-    port = reserved.getsockname()[1]
+    reserved = [reserve(settings.host, settings.port)]
+    port = reserved[0].getsockname()[1]
+    grpc_port = settings.grpc_port
+    if grpc_port is not None:  # gRPC binds with SO_REUSEPORT too (grpcio's default)
+        reserved.append(reserve(settings.host, grpc_port))
+        grpc_port = reserved[1].getsockname()[1]
     folder = Path(tempfile.mkdtemp(prefix="ctrpipe-serve-"))
     (folder / "metrics").mkdir()
     (folder / "ready").mkdir()
     spec = {
         "path": str(path),
         "version": version,
-        "settings": settings.model_copy(update={"port": port}).model_dump(mode="json"),
+        "settings": settings.model_copy(update={"port": port, "grpc_port": grpc_port}).model_dump(
+            mode="json"
+        ),
         "repo": str(repo) if repo is not None else None,
         "follow": follow,
         "snapshot": str(snapshot) if snapshot is not None else None,
@@ -137,7 +98,7 @@ def supervise(
         argv = [sys.executable, "-m", __name__, json.dumps({**spec, "leader": i == 0})]
         return subprocess.Popen(argv, env=env)
 
-    stop: list[int] = []  # see http.run: a signal handler must not take a lock
+    stop: list[int] = []  # see run.run: a signal handler must not take a lock
     previous = {
         sig: signal.signal(sig, lambda signum, _: stop.append(signum))
         for sig in (signal.SIGTERM, signal.SIGINT)
@@ -174,7 +135,8 @@ def supervise(
         stop_all(workers)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        reserved.close()
+        for sock in reserved:
+            sock.close()
         shutil.rmtree(folder, ignore_errors=True)
     if failed is not None:
         raise ConfigError(
@@ -208,14 +170,14 @@ def exit_status(code: int) -> str:
 
 @exits_cleanly
 def main(argv: list[str] | None = None) -> None:
-    """A worker: the spec the supervisor wrote, served by http.run on the shared port."""
-    from ctrpipe.serving import http  # which imports this module
+    """A worker: the spec the supervisor wrote, served by run.run on the shared port."""
+    from ctrpipe.serving import run  # the server: not for the supervisor's own process
 
     spec = json.loads((argv or sys.argv[1:])[0])
     team = Team(Path(spec["folder"]), leader=spec["leader"])
     path, version = team.relayed() or (spec["path"], spec["version"])  # a restart: the latest
     team.seen = (version, Path(path))
-    http.run(
+    run.run(
         path,
         version,
         Serve.model_validate(spec["settings"]),

@@ -25,7 +25,7 @@ from ctrpipe.errors import DataError
 from ctrpipe.model import drift, metrics, package
 from ctrpipe.monitoring import actions, checks, engineering, quality, run, simulate, traffic
 from ctrpipe.monitoring.settings import Monitor, Retrain, Rollback
-from ctrpipe.serving.http import Server
+from ctrpipe.serving.rest.server import Server
 from ctrpipe.serving.service import Service
 from ctrpipe.serving.settings import RequestLog
 from tests.conftest import QUICK_SPARK_CONF, ROOT, make_params

@@ -297,7 +297,7 @@ def test_an_alarm_on_a_baking_version_rolls_it_back_and_history_shows_it(repo, s
     from ctrpipe.monitoring import run as monitor
     from ctrpipe.monitoring import simulate
     from ctrpipe.monitoring.settings import Monitor
-    from ctrpipe.serving.http import Server
+    from ctrpipe.serving.rest.server import Server
     from ctrpipe.serving.service import Service
     from ctrpipe.serving.settings import RequestLog
 

@@ -16,7 +16,7 @@ import pytest
 from ctrpipe import manifest
 from ctrpipe.errors import DataError
 from ctrpipe.online import store
-from ctrpipe.serving.http import Server
+from ctrpipe.serving.rest.server import Server
 from ctrpipe.serving.service import Service
 from ctrpipe.serving.settings import RequestLog
 from tests.conftest import make_data

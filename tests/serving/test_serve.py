@@ -29,8 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from ctrpipe import cli
 from ctrpipe.errors import DataError
 from ctrpipe.model import package
-from ctrpipe.serving.http import Server
 from ctrpipe.serving.payload import COLUMNWISE_FROM, RowEncoder
+from ctrpipe.serving.rest.server import Server
 from ctrpipe.serving.service import Service
 from tests.conftest import ROOT
 from tests.support.client import Client, Load
@@ -579,7 +579,7 @@ def test_shutdown_lets_a_request_in_flight_finish(packages):
             b"POST /predict HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10]
         )
         for _ in range(3000):  # until the server is reading the body
-            if srv.in_flight._count:
+            if srv.app.in_flight:
                 break
             threading.Event().wait(0.01)
         stopped = []

@@ -17,8 +17,8 @@ from ctrpipe.model import encoding, package
 from ctrpipe.release import registry
 from ctrpipe.serving import request_log
 from ctrpipe.serving.follow import Follower
-from ctrpipe.serving.http import Server
 from ctrpipe.serving.request_log import PATTERN
+from ctrpipe.serving.rest.server import Server
 from ctrpipe.serving.service import Service
 from ctrpipe.serving.settings import RequestLog
 from tests.support.client import Client, Load

@@ -17,7 +17,7 @@ from ctrpipe.release import registry
 from ctrpipe.serving.follow import Follower
 from ctrpipe.serving.request_log import PATTERN
 from ctrpipe.serving.service import Service
-from ctrpipe.serving.workers import Team
+from ctrpipe.serving.team import Team
 from tests.support.models import close, expected, request_rows
 from tests.support.served import Served, metric_samples
 

@@ -8,7 +8,7 @@ import json
 import threading
 import time
 
-from ctrpipe.serving.http import Server
+from ctrpipe.serving.rest.server import Server
 
 
 class Client:
