@@ -9,6 +9,10 @@ casts it (categorical to text as Spark writes it, numeric to double).
 
 A good record takes a handful of C calls per step (`features_of`); only a refused one
 walks its fields one by one to say which is wrong (`problem`), as payload.py does.
+Many records that share most of their fields (a candidate batch: one impression, many
+ads) go through `columns_of`, which runs each step once for what they share and once
+per record only for what depends on a field that varies, giving columns of the same
+values `features_of` gives each record.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import operator
+from itertools import repeat
 from typing import Any
 
 import pyarrow as pa
@@ -36,6 +41,7 @@ JSON_TYPES = {
     "date": (str,),
 }
 NULLS = (None, None, None)  # a null key's aggregates
+MISSING = object()  # in a column: a record without the field (a candidate, no context)
 # Spark's hour() and dayofweek() (Sunday 1) of a time in Unix seconds, UTC; 1 January
 # 1970 was a Thursday (5).
 TIME_FEATURES = {
@@ -54,9 +60,9 @@ def _text(value) -> str:
 class FieldError(ValueError):
     """A raw record the lookup refuses: the field and why."""
 
-    def __init__(self, field: str | None, message: str):
+    def __init__(self, field: str | None, message: str, row: int | None = None):
         super().__init__(message)
-        self.field, self.message = field, message
+        self.field, self.message, self.row = field, message, row
 
 
 class Lookup:
@@ -198,25 +204,145 @@ class Lookup:
                     raise FieldError(name, "number out of range") from None
         return row
 
+    def columns_of(self, shared: dict, columns: dict, n: int) -> tuple[dict, dict]:
+        """The features of n records that share the fields in `shared` and take the others
+        from `columns` (n values each): (the features they share, a column per feature
+        that varies), each record's values the ones features_of gives it. A join or a
+        history key that reads shared fields only is looked up once, the time features
+        of a shared time computed once; the rest once per record, in C where it can be.
+        A FieldError naming the field, and the record (row) when it is one record's."""
+        if not (shared.keys() <= self._known and columns.keys() <= self._known):
+            raise self.columns_problem(shared, columns, n)
+        one, many = {}, {}  # a field's or a step's value: shared, or a column of n
+        for name, accepts in zip(self.request, self._accepts, strict=True):
+            if name in columns:
+                if not set(map(type, columns[name])) <= accepts:
+                    raise self.columns_problem(shared, columns, n)
+                many[name] = columns[name]
+            elif name in shared and type(shared[name]) in accepts:
+                one[name] = shared[name]
+            else:
+                raise self.columns_problem(shared, columns, n)
+        for join, table in zip(self.joins, self.dims, strict=True):
+            self._join(one, many, join, table, n)
+        for key in self.history:
+            self._aggregates(one, many, key)
+        if self._time_at is not None:
+            self._time_features(one, many)
+        shared_features = {name: one[name] for name in self.features if name not in many}
+        varying = {name: many[name] for name in self.features if name in many}
+        for name, cast in self._casts:
+            if name in varying:
+                varying[name] = _cast_column(name, cast, varying[name])
+            elif (value := shared_features[name]) is not None:
+                try:
+                    shared_features[name] = cast(value)
+                except OverflowError:  # an int past float64's range
+                    raise FieldError(name, "number out of range") from None
+        return shared_features, varying
+
+    def _join(self, one: dict, many: dict, join: dict, table: dict, n: int) -> None:
+        keys, nulls = join["base_keys"], (None,) * len(join["columns"])
+        if all(k in one for k in keys):
+            key = one[keys[0]] if len(keys) == 1 else tuple(one[k] for k in keys)
+            _put(one, many, join["columns"], table.get(key) or nulls)
+            return
+        key_columns = [many[k] if k in many else repeat(one[k], n) for k in keys]
+        keyed = key_columns[0] if len(keys) == 1 else zip(*key_columns)
+        # A found value is a tuple of the join's columns, empty only when nulls is too:
+        # get's default is features_of's `get(...) or nulls`.
+        _put_columns(many, one, join["columns"], list(map(table.get, keyed, repeat(nulls))))
+
+    def _aggregates(self, one: dict, many: dict, key: str) -> None:
+        values, names = self.values[key], self.history_columns[key]
+        if key in one:
+            value = one[key]
+            _put(one, many, names, NULLS if value is None else values.get(value, self.prior))
+            return
+        column = many[key]
+        found = list(map(values.get, column, repeat(self.prior)))
+        if None in column:  # a null key gets nulls, not the prior
+            found = [NULLS if v is None else got for v, got in zip(column, found)]
+        _put_columns(many, one, names, found)
+
+    def _time_features(self, one: dict, many: dict) -> None:
+        name = self.time
+        if name in one:
+            seconds = self._time(one[name], name)
+            _put(
+                one,
+                many,
+                self.time_features,
+                [TIME_FEATURES[f](seconds) for f in self.time_features],
+            )
+            return
+        seconds = []
+        for i, value in enumerate(many[name]):
+            try:
+                seconds.append(self._time(value, name))
+            except FieldError as exc:
+                exc.row = i
+                raise
+        columns = [list(map(TIME_FEATURES[f], seconds)) for f in self.time_features]
+        for feature, column in zip(self.time_features, columns, strict=True):
+            if feature not in one and feature not in many:
+                many[feature] = column
+
+    def columns_problem(self, shared: dict, columns: dict, n: int) -> FieldError:
+        """Why columns_of refuses its input, found value by value (the slow path): an
+        unknown or missing field, a bad shared value, then the first bad record."""
+        for name in (*shared, *columns):
+            if name not in self.fields:
+                return self._unknown(name)
+        for name in self.request:
+            if name in columns:
+                continue
+            if name not in shared:
+                return self._missing(name)
+            message = self._value_problem(name, shared[name])
+            if message:
+                return FieldError(name, message)
+        varying = [name for name in self.request if name in columns]
+        for i in range(n):
+            for name in varying:
+                value = columns[name][i]
+                if value is MISSING:
+                    return self._missing(name, i)
+                message = self._value_problem(name, value)
+                if message:
+                    return FieldError(name, message, i)
+        raise AssertionError("raw columns refused by the fast path but not explained")
+
     def problem(self, record: Any) -> FieldError:
         """Why `record` is refused, found field by field (the slow, exact path)."""
         if type(record) is not dict:
             return FieldError(None, "each row must be an object of field: value")
         for name in record:
             if name not in self.fields:
-                base = self.snapshot.spec["base"]
-                return FieldError(name, f"unknown field: not a column of the base table '{base}'")
+                return self._unknown(name)
         for name in self.request:
             if name not in record:
-                what = "the time" if name == self.time else "a field the features need"
-                return FieldError(name, f"missing: {what} (send null for a missing value)")
-            value, declared = record[name], self.fields[name]
-            if value is None and NONE not in self._accepted(name):
-                return FieldError(name, "null, but the column is not nullable")
-            if value is not None and type(value) not in JSON_TYPES[declared["type"]]:
-                kind = type(value).__name__
-                return FieldError(name, f"expected {declared['type']}; got {kind}")
+                return self._missing(name)
+            message = self._value_problem(name, record[name])
+            if message:
+                return FieldError(name, message)
         raise AssertionError("a raw record refused by the fast path but not explained")
+
+    def _unknown(self, name: str) -> FieldError:
+        base = self.snapshot.spec["base"]
+        return FieldError(name, f"unknown field: not a column of the base table '{base}'")
+
+    def _missing(self, name: str, row: int | None = None) -> FieldError:
+        what = "the time" if name == self.time else "a field the features need"
+        return FieldError(name, f"missing: {what} (send null for a missing value)", row)
+
+    def _value_problem(self, name: str, value) -> str | None:
+        declared = self.fields[name]
+        if value is None and NONE not in self._accepted(name):
+            return "null, but the column is not nullable"
+        if value is not None and type(value) not in JSON_TYPES[declared["type"]]:
+            return f"expected {declared['type']}; got {type(value).__name__}"
+        return None
 
     def _time(self, value, name: str) -> float:
         """The record's time in Unix seconds, read as generate reads the column (a time
@@ -233,6 +359,41 @@ class Lookup:
         except (ValueError, OverflowError, OSError) as exc:
             raise FieldError(name, f"not a time ({exc})") from None
         return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def _put(one: dict, many: dict, names: list[str], values) -> None:
+    """A step's shared values under their names; a name met earlier keeps its value, as
+    features_of's flat tuple gives the first of two."""
+    for name, value in zip(names, values, strict=True):
+        if name not in one and name not in many:
+            one[name] = value
+
+
+def _put_columns(many: dict, one: dict, names: list[str], rows: list[tuple]) -> None:
+    """A step's per-record tuples as a column per name (a name met earlier kept)."""
+    columns = zip(*rows) if rows else [()] * len(names)
+    for name, column in zip(names, columns, strict=True):
+        if name not in one and name not in many:
+            many[name] = column
+
+
+def _cast_column(name: str, cast, column) -> list:
+    """features_of's cast of each non-null value of a column."""
+    try:
+        if None in column:
+            return [None if v is None else cast(v) for v in column]
+        return list(map(cast, column))
+    except OverflowError:  # an int past float64's range
+        row = next(i for i, v in enumerate(column) if v is not None and _overflows(cast, v))
+        raise FieldError(name, "number out of range", row) from None
+
+
+def _overflows(cast, value) -> bool:
+    try:
+        cast(value)
+    except OverflowError:
+        return True
+    return False
 
 
 def _kind(arrow_type: pa.DataType) -> str:

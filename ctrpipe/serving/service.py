@@ -1,4 +1,4 @@
-"""The prediction service's data plane, apart from any transport (http.py carries it):
+"""The prediction service's data plane, apart from any transport (rest/ and grpc/ carry it):
 one model package, loaded, checked and swapped, and a request body in, predictions out.
 
 `Service.predict` takes the body of a POST /predict and answers (status, JSON object): a
@@ -28,7 +28,18 @@ from ctrpipe.online import store
 from ctrpipe.online.lookup import FieldError, Lookup
 from ctrpipe.serving import compiled, request_log
 from ctrpipe.serving.metrics import Metrics
-from ctrpipe.serving.payload import RequestError, RowEncoder, ids_of, parse, rows_of
+from ctrpipe.serving.payload import (
+    RequestError,
+    RowEncoder,
+    candidates_of,
+    contract_of,
+    ids_of,
+    is_candidates,
+    parse,
+    rows_from_columns,
+    rows_of,
+    split,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +80,7 @@ class Model:
         if (
             online is None
             or type(first) is not dict
-            or first.keys() == self.encoder.known
-            or (first.keys() >= self.encoder.known and not first.keys() <= online.fields.keys())
+            or contract_of(first.keys(), self.encoder.known, online.fields) == "features"
         ):
             return "features", rows
         looked_up = []
@@ -81,6 +91,22 @@ class Model:
                 status = 400 if exc.field is None else 422
                 raise RequestError(status, exc.message, field=exc.field, row=i) from None
         return "raw", looked_up
+
+    def columns(
+        self, shared: dict, columns: dict, n: int, online: Lookup | None = None
+    ) -> tuple[str, tuple[dict, dict]]:
+        """The contract of n rows given as shared values and columns (a candidate batch),
+        decided by their fields as `features` decides by a row's, and their features as
+        (shared, columns): looked up once for the shared part in the raw contract."""
+        online = online or self.online
+        keys = shared.keys() | columns.keys()
+        if online is None or contract_of(keys, self.encoder.known, online.fields) == "features":
+            return "features", (shared, columns)
+        try:
+            return "raw", online.columns_of(shared, columns, n)
+        except FieldError as exc:
+            status = 400 if exc.field is None else 422
+            raise RequestError(status, exc.message, field=exc.field, row=exc.row) from None
 
     def score(self, rows: list) -> np.ndarray:
         """Click probabilities of feature rows; a RequestError for the first bad one."""
@@ -267,6 +293,8 @@ class Service:
             return 503, {"error": self.problem or "no model loaded yet", "field": None, "row": None}
         try:
             doc = parse(body)
+            if is_candidates(doc):
+                return self._candidates(model, doc, online)
             raw = rows_of(doc, self.max_batch)
             ids = ids_of(doc, len(raw))
             contract, rows = model.features(raw, online)
@@ -277,6 +305,26 @@ class Service:
         if self.log is not None:
             sent = raw if contract == "raw" else None
             self.log.offer(rows, ids, scores, model.loaded.schema, model.answer, sent)
+        return 200, {"model": model.answer, "predictions": scores}
+
+    def _candidates(self, model: Model, doc: dict, online: Lookup | None) -> tuple[int, dict]:
+        """A candidate batch: the context's part of the features computed once, each
+        candidate's part per candidate, encoded as columns. The answer and the logged rows
+        are those of the merged rows (context | candidate) sent one by one."""
+        context, candidates = candidates_of(doc, self.max_batch)
+        ids = ids_of(doc, len(candidates))
+        n = len(candidates)
+        shared, columns = split(context, candidates)
+        contract, features = model.columns(shared, columns, n, online)
+        scores = model.predict(model.encoder.encode_columns(*features, n)).tolist()
+        self.metrics.rows.labels(contract).inc(n)
+        if self.log is not None:
+            merged = [context | c for c in candidates]
+            if contract == "raw":
+                rows = rows_from_columns(*features, n)
+                self.log.offer(rows, ids, scores, model.loaded.schema, model.answer, merged)
+            else:
+                self.log.offer(merged, ids, scores, model.loaded.schema, model.answer)
         return 200, {"model": model.answer, "predictions": scores}
 
     def readiness(self) -> tuple[int, dict]:

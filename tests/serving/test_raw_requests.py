@@ -22,7 +22,7 @@ from ctrpipe.serving.settings import RequestLog
 from tests.conftest import make_data
 from tests.serving.test_serve import metric_samples
 from tests.support import snapshots
-from tests.support.client import Client, Load
+from tests.support.client import UNSHED, Client, Load
 from tests.support.models import close, expected
 
 pytestmark = pytest.mark.integration
@@ -179,7 +179,7 @@ def test_a_refreshed_snapshot_is_swapped_in_under_load_failing_nothing(server, p
     assert service.refresh_online() is False  # nothing newer
 
     body = json.dumps({"row": RECORDS[0]}).encode()
-    srv = Server(("127.0.0.1", 0), service).start()
+    srv = Server(("127.0.0.1", 0), service, deadline_ms=UNSHED).start()
     try:
         before = Client(srv).predict(json.loads(body))[1]["predictions"]
         with Load(srv, json.loads(body), threads=4) as load:

@@ -33,7 +33,7 @@ from ctrpipe.serving.payload import COLUMNWISE_FROM, RowEncoder
 from ctrpipe.serving.rest.server import Server
 from ctrpipe.serving.service import Service
 from tests.conftest import ROOT
-from tests.support.client import Client, Load
+from tests.support.client import UNSHED, Client, Load
 from tests.support.models import close, expected, request_rows
 
 # payload.py silences this warning (a number past float32 is refused with a 422) with
@@ -51,7 +51,7 @@ def server(packages):
     folders, _ = packages
     service = Service(max_batch=MAX_BATCH, max_body=MAX_BODY)
     service.load(folders["a"], "v1.0.0")
-    srv = Server(("127.0.0.1", 0), service).start()
+    srv = Server(("127.0.0.1", 0), service, deadline_ms=UNSHED).start()
     yield srv
     srv.stop(grace=5)
 

@@ -21,7 +21,7 @@ from ctrpipe.serving.request_log import PATTERN
 from ctrpipe.serving.rest.server import Server
 from ctrpipe.serving.service import Service
 from ctrpipe.serving.settings import RequestLog
-from tests.support.client import Client, Load
+from tests.support.client import UNSHED, Client, Load
 from tests.support.models import close, expected, request_rows
 
 pytestmark = [
@@ -33,7 +33,7 @@ pytestmark = [
 def served(folders, settings: RequestLog | None, version: str | None = "v1.0.0") -> Server:
     service = Service(max_batch=500, log=settings)
     service.load(folders["a"], version)
-    return Server(("127.0.0.1", 0), service).start()
+    return Server(("127.0.0.1", 0), service, deadline_ms=UNSHED).start()
 
 
 def log_files(folder: Path) -> list[Path]:

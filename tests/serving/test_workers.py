@@ -18,6 +18,7 @@ from ctrpipe.serving.follow import Follower
 from ctrpipe.serving.request_log import PATTERN
 from ctrpipe.serving.service import Service
 from ctrpipe.serving.team import Team
+from tests.support.client import UNSHED
 from tests.support.models import close, expected, request_rows
 from tests.support.served import Served, metric_samples
 
@@ -32,7 +33,7 @@ def test_two_workers_share_the_port_the_metrics_and_the_request_log(packages, tm
     rows = request_rows(validation, package.load(folders["a"]).schema, 5)
     served = Served(
         "--package", str(folders["a"]), "--workers", "2", "--sample-rate", "1",
-        "--log-dir", str(tmp_path),
+        "--log-dir", str(tmp_path), "--deadline-ms", str(UNSHED),
     )  # fmt: skip
     try:
         served.wait_line("workers ready")

@@ -10,6 +10,11 @@ import time
 
 from ctrpipe.serving.rest.server import Server
 
+# A deadline no request reaches, for the tests that load a server while it swaps and
+# count every answer: on a busy test machine the event loop can wait past the default
+# 50 ms, which would shed requests (test_shedding.py tests that on purpose).
+UNSHED = 600_000.0
+
 
 class Client:
     """One keep-alive connection (http.client reopens it after a close)."""

@@ -1,5 +1,5 @@
-"""`python -m ctrpipe serve --workers N` run by a test: its port, its workers' pids,
-its output as it comes, requests on fresh connections, and a bounded stop."""
+"""`python -m ctrpipe serve` run by a test, one process or `--workers N`: its port, its
+workers' pids, its output as it comes, requests on fresh connections, and a bounded stop."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 
 
 class Served:
-    """`python -m ctrpipe serve ... --workers N` in a process; its output read by a thread."""
+    """`python -m ctrpipe serve ...` in a process; its output read by a thread."""
 
     def __init__(self, *args: str, cwd: Path = ROOT) -> None:
         self.proc = subprocess.Popen(
@@ -31,11 +31,14 @@ class Served:
         self.lines = []
         for first in self.proc.stdout:  # a fetch first, with --stage or --version
             self.lines.append(first)
-            if first.startswith("serve: "):
+            if first.startswith(("serve: ", "listening on ")):
                 break
-        assert self.lines and self.lines[-1].startswith("serve: "), "".join(self.lines)
-        self.port = int(first.split("http://127.0.0.1:")[1].split()[0])
-        self.pids = [int(p) for p in first.split("(pids ")[1].rstrip(")\n").split(", ")]
+        assert self.lines and "http://127.0.0.1:" in self.lines[-1], "".join(self.lines)
+        self.port = int(first.split("http://127.0.0.1:")[1].split(";")[0].split()[0])
+        if first.startswith("serve: "):  # the supervisor of --workers N
+            self.pids = [int(p) for p in first.split("(pids ")[1].rstrip(")\n").split(", ")]
+        else:
+            self.pids = [self.proc.pid]
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 

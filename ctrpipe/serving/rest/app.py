@@ -35,6 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ctrpipe.serving import v2
 from ctrpipe.serving.metrics import ENDPOINTS
 from ctrpipe.serving.payload import RequestError
+from ctrpipe.serving.rest import binary
 from ctrpipe.serving.rest.protocol import ARRIVED
 from ctrpipe.serving.service import Service
 
@@ -139,16 +140,19 @@ class App:
         if endpoint == "/v2/models/{name}/ready":
             ready = v2.model_ready(service, name, version)
             return (200 if ready else 503), orjson.dumps({"name": name, "ready": ready}), JSON, None
+        v2.check_model(service, name, version)  # an unknown model is a 404 whatever the body
         body = await read_body(scope, receive, service.max_body)
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise RequestError(400, f"the body is not valid JSON ({exc})") from None
-        answer = service.infer(name, version, v2.request_from_json(doc))
-        return 200, orjson.dumps(v2.response_to_json(answer), option=NUMPY), JSON, None
+        doc, tail = binary.split(body, header(scope, binary.HEADER))
+        wanted = binary.wanted(doc)
+        request = v2.request_from_json(binary.attach(doc, tail))
+        answer = v2.infer(service, name, version, request)
+        raw = {t.name: t.data for t in answer.outputs}
+        out, head = binary.answer(v2.response_to_json(answer), raw, wanted)
+        extra = None if head is None else [(b"inference-header-content-length", b"%d" % head)]
+        content_type = JSON if head is None else b"application/octet-stream"
+        return 200, out, content_type, extra
 
 
-NUMPY = orjson.OPT_SERIALIZE_NUMPY
 CLOSE = [(b"connection", b"close")]
 
 
@@ -168,11 +172,20 @@ def refusal(status, message, endpoint="", field=None, row=None):
     return status, orjson.dumps(answer), JSON, extra
 
 
+def header(scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
 def route(path: str) -> tuple[str, tuple[str, str | None] | None]:
     """The endpoint's metrics label (a known one, so a scanner trying a million paths
     cannot grow the label set), and for a model's V2 endpoint its (name, version)."""
     if path in ENDPOINTS:
         return path, None
+    if path.endswith("/") and path[:-1] in ENDPOINTS:  # the specification writes /v2/
+        return path[:-1], None
     parts = path.split("/")
     if len(parts) < 4 or parts[:3] != ["", "v2", "models"] or not parts[3]:
         return "other", None
