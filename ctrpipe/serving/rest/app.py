@@ -36,14 +36,15 @@ from ctrpipe.serving import v2
 from ctrpipe.serving.metrics import ENDPOINTS
 from ctrpipe.serving.payload import RequestError
 from ctrpipe.serving.rest import binary
-from ctrpipe.serving.rest.protocol import ARRIVED
+from ctrpipe.serving.rest.lag import Lag
+from ctrpipe.serving.rest.protocol import ARRIVED, GENERIC
+from ctrpipe.serving.rest.routes import SCORING, header, route
 from ctrpipe.serving.service import Service
 
 log = logging.getLogger(__name__)
 
 JSON = b"application/json"
-SCORING = frozenset({"/predict", "/v2/models/{name}/infer"})
-GENERIC_500 = {"error": "internal error; it was logged", "field": None, "row": None}
+OCTETS = b"application/octet-stream"
 RETRY_AFTER = b"1"  # seconds: a shed request is worth retrying on another replica at once
 
 
@@ -52,6 +53,7 @@ class App:
 
     def __init__(self, service: Service, deadline: float, max_queued: int):
         self.service = service
+        self.lag = Lag()
         self.deadline = deadline  # seconds from a request's first byte to its start
         self.max_queued = max_queued
         self.in_flight = 0  # requests being answered, for a drain to wait on
@@ -74,7 +76,7 @@ class App:
             raise
         except Exception:
             log.exception("error answering %s %s", scope["method"], endpoint)
-            status, body, content_type, extra = 500, orjson.dumps(GENERIC_500), JSON, CLOSE
+            status, body, content_type, extra = 500, orjson.dumps(GENERIC), JSON, CLOSE
         finally:
             self.in_flight -= 1
         headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
@@ -94,28 +96,59 @@ class App:
         if ENDPOINTS[endpoint] != method:
             return refusal(405, f"{endpoint} takes {ENDPOINTS[endpoint]}", endpoint)
         if endpoint in SCORING:
-            reason = self._overloaded(arrived, queued)
-            if reason:
-                self.service.metrics.shed.labels(reason).inc()
-                status, body, content_type, _ = refusal(503, f"overloaded ({reason}); retry")
-                return status, body, content_type, [(b"retry-after", RETRY_AFTER)]
+            shed = self.shed(arrived, queued)
+            if shed is not None:
+                return shed
+            try:
+                body = await read_body(scope, receive, self.service.max_body)
+            except RequestError as exc:
+                return refusal(exc.status, exc.message, endpoint, exc.field, exc.row)
+            return self.score(endpoint, model, scope["headers"], body)
         try:
-            return await self._endpoint(scope, receive, endpoint, model)
+            return self._endpoint(endpoint, model)
         except RequestError as exc:
             return refusal(exc.status, exc.message, endpoint, exc.field, exc.row)
 
-    def _overloaded(self, arrived: float, queued: int) -> str | None:
+    def shed(self, arrived: float, queued: int):
+        """The 503 for a scoring request that should not be scored, counted; else None.
+        The wait is the longer of this request's own since its first byte was parsed and
+        the event loop's lag (lag.py): a request also waits in the kernel's buffers
+        before its first byte is parsed, about as long as the loop lags."""
         if queued >= self.max_queued:
-            return "queue"
-        if time.perf_counter() - arrived > self.deadline:
-            return "deadline"
-        return None
+            reason = "queue"
+        elif max(time.perf_counter() - arrived, self.lag.seconds) > self.deadline:
+            reason = "deadline"
+        else:
+            return None
+        self.service.metrics.shed.labels(reason).inc()
+        status, body, content_type, _ = refusal(503, f"overloaded ({reason}); retry")
+        return status, body, content_type, [(b"retry-after", RETRY_AFTER)]
 
-    async def _endpoint(self, scope, receive, endpoint, model):
+    def score(self, endpoint: str, model, headers, body: bytes):
+        """A scoring request's answer, from its complete body: the one function both the
+        ASGI path and the protocol's fast path call (synchronous: scoring never waits)."""
         service = self.service
-        if endpoint == "/predict":
-            status, answer = service.predict(await read_body(scope, receive, service.max_body))
-            return status, orjson.dumps(answer), JSON, None
+        try:
+            if endpoint == "/predict":
+                status, answer = service.predict(body)
+                return status, orjson.dumps(answer), JSON, None
+            name, version = model
+            v2.check_model(service, name, version)  # an unknown model is a 404, whatever the body
+            doc, tail = binary.split(body, header(headers, binary.HEADER))
+            wanted = binary.wanted(doc)
+            request = v2.request_from_json(binary.attach(doc, tail))
+            answer = v2.infer(service, name, version, request)
+        except RequestError as exc:
+            return refusal(exc.status, exc.message, endpoint, exc.field, exc.row)
+        raw = {t.name: t.data for t in answer.outputs}
+        out, head = binary.answer(v2.response_to_json(answer), raw, wanted)
+        if head is None:
+            return 200, out, JSON, None
+        return 200, out, OCTETS, [(b"inference-header-content-length", b"%d" % head)]
+
+    def _endpoint(self, endpoint, model):
+        """The answer of an endpoint that reads no body."""
+        service = self.service
         if endpoint == "/health":
             return 200, b'{"status":"ok"}', JSON, None
         if endpoint == "/ready":
@@ -123,9 +156,9 @@ class App:
             return status, orjson.dumps(answer), JSON, None
         if endpoint == "/metrics":
             return 200, service.metrics.render(), CONTENT_TYPE_LATEST.encode(), None
-        return await self._v2(scope, receive, endpoint, model)
+        return self._v2(endpoint, model)
 
-    async def _v2(self, scope, receive, endpoint, model):
+    def _v2(self, endpoint, model):
         service = self.service
         if endpoint == "/v2":
             return ok(v2.server_metadata())
@@ -137,20 +170,8 @@ class App:
         name, version = model
         if endpoint == "/v2/models/{name}":
             return ok(v2.model_metadata(service, name, version))
-        if endpoint == "/v2/models/{name}/ready":
-            ready = v2.model_ready(service, name, version)
-            return (200 if ready else 503), orjson.dumps({"name": name, "ready": ready}), JSON, None
-        v2.check_model(service, name, version)  # an unknown model is a 404 whatever the body
-        body = await read_body(scope, receive, service.max_body)
-        doc, tail = binary.split(body, header(scope, binary.HEADER))
-        wanted = binary.wanted(doc)
-        request = v2.request_from_json(binary.attach(doc, tail))
-        answer = v2.infer(service, name, version, request)
-        raw = {t.name: t.data for t in answer.outputs}
-        out, head = binary.answer(v2.response_to_json(answer), raw, wanted)
-        extra = None if head is None else [(b"inference-header-content-length", b"%d" % head)]
-        content_type = JSON if head is None else b"application/octet-stream"
-        return 200, out, content_type, extra
+        ready = v2.model_ready(service, name, version)
+        return (200 if ready else 503), orjson.dumps({"name": name, "ready": ready}), JSON, None
 
 
 CLOSE = [(b"connection", b"close")]
@@ -170,34 +191,6 @@ def refusal(status, message, endpoint="", field=None, row=None):
         answer = {"error": message, "field": field, "row": row}
     extra = CLOSE if status in (404, 405, 411, 413) else None
     return status, orjson.dumps(answer), JSON, extra
-
-
-def header(scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value
-    return None
-
-
-def route(path: str) -> tuple[str, tuple[str, str | None] | None]:
-    """The endpoint's metrics label (a known one, so a scanner trying a million paths
-    cannot grow the label set), and for a model's V2 endpoint its (name, version)."""
-    if path in ENDPOINTS:
-        return path, None
-    if path.endswith("/") and path[:-1] in ENDPOINTS:  # the specification writes /v2/
-        return path[:-1], None
-    parts = path.split("/")
-    if len(parts) < 4 or parts[:3] != ["", "v2", "models"] or not parts[3]:
-        return "other", None
-    name, rest, version = parts[3], parts[4:], None
-    if rest[:1] == ["versions"]:
-        if len(rest) < 2 or not rest[1]:
-            return "other", None
-        version, rest = rest[1], rest[2:]
-    action = {(): "", ("ready",): "/ready", ("infer",): "/infer"}.get(tuple(rest))
-    if action is None:
-        return "other", None
-    return f"/v2/models/{{name}}{action}", (name, version)
 
 
 async def read_body(scope, receive, limit: int) -> bytes:

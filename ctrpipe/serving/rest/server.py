@@ -81,9 +81,11 @@ class Server:
     def _serve(self) -> None:
         loop = uvloop.new_event_loop()
         asyncio.set_event_loop(loop)
+        self.app.lag.start(loop)
         try:
             loop.run_until_complete(self._uvicorn.serve(sockets=[self.sock]))
         finally:
+            self.app.lag.stop()
             loop.close()
 
     def stop(self, grace: float = GRACE) -> bool:
@@ -96,7 +98,8 @@ class Server:
             self.thread.join(grace + 10)
         self.sock.close()
         self.service.close()
-        return self.app.cancelled == 0 and not (self.thread and self.thread.is_alive())
+        unfinished = self.app.cancelled or self.app.in_flight
+        return not unfinished and not (self.thread and self.thread.is_alive())
 
     @property
     def url(self) -> str:
