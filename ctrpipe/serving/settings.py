@@ -28,7 +28,7 @@ class Serve(Strict):
     workers: int = Field(1, ge=1, le=64)
     grpc_port: int | None = Field(None, ge=0, le=65535)
     deadline_ms: float = Field(50.0, gt=0)
-    max_queued: int = Field(512, ge=1)
+    max_queued: int = Field(128, ge=1)
     backend: Literal["auto", "compiled", "onnx"] = "auto"
     follow_seconds: float = Field(10.0, gt=0)
     log: RequestLog = RequestLog()

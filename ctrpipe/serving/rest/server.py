@@ -45,7 +45,7 @@ class Server:
         service: Service,
         reuse_port: bool = False,
         deadline_ms: float = 50.0,
-        max_queued: int = 512,
+        max_queued: int = 128,
     ) -> None:
         self.service = service
         self.sock = bind(address, reuse_port)
