@@ -10,7 +10,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 .PHONY: setup params repro test test-fast lint bench lock clean pull repro-log report publish \
-	retrain commit-retrain rollback refresh
+	retrain commit-retrain rollback refresh proto
 
 # .venv from requirements.lock, reinstalled only when the lock's content changes
 # (scripts/venv.sh). The class archive makes every Spark start about 3 s shorter
@@ -88,6 +88,12 @@ refresh: setup
 # Production back to VERSION (empty: the version below production's), for REASON.
 rollback: setup
 	$(BIN)/python -m ctrpipe rollback $${VERSION:+--to "$$VERSION"} --reason "$$REASON"
+
+# Regenerate the Open Inference Protocol's gRPC modules from the vendored .proto (the
+# generated files are committed; the tests check they match).
+proto: setup
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. \
+		ctrpipe/serving/grpc/open_inference_grpc.proto
 
 # Re-pin the whole dependency tree after changing pyproject.toml.
 lock: setup

@@ -45,6 +45,9 @@ ENDPOINTS = {
     "/v2/models/{name}/ready": "GET",
     "/v2/models/{name}/infer": "POST",
 }
+# The gRPC methods (grpc/server.py), labelled `grpc.<method>` beside the REST endpoints.
+RPCS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer")
+LABELS = [*ENDPOINTS, *(f"grpc.{rpc}" for rpc in RPCS), "other"]
 # Single-row predictions take tens of microseconds and batches tens of milliseconds.
 BUCKETS = (
     1e-5,
@@ -136,7 +139,7 @@ class Metrics:
         else:
             ProcessCollector(registry=r)
             self.process = None
-        self._latency = {e: self.latency.labels(e) for e in [*ENDPOINTS, "other"]}
+        self._latency = {e: self.latency.labels(e) for e in LABELS}
         self._counters: dict[tuple[str, int], list] = {}
 
     def observe(self, endpoint: str, code: int, seconds: float) -> None:
