@@ -25,4 +25,12 @@ echo "${install[*]}"
   echo "uv could not install requirements.lock; pip instead" >&2
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.lock
 }
+# Bytecode for everything installed: uv, unlike pip, writes no .pyc files, and where
+# PYTHONDONTWRITEBYTECODE is set (as on this project's machines) Python never writes them
+# either, so every dvc call and every stage compiled its imports from source again: 0.7 s
+# of each `dvc status` and 1.0 s of each no-op `dvc repro` (docs/benchmarks.md). compileall
+# writes only what is missing or stale: about 30 s once, then seconds. Its exit status is
+# not the set-up's: a few packages ship templates that are not Python 3.11 source.
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+"$venv/bin/python" -m compileall -q -j 0 "$site" >/dev/null || true
 echo "$want" > "$venv/.installed"
