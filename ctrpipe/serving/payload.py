@@ -481,7 +481,13 @@ def value_problem(value, categorical: bool) -> str | None:
 def _number_column(values, n: int) -> np.ndarray:
     """A numeric column as float32, in one struct pass (two with a None in it). struct
     refuses strings and None but takes booleans, which only 0.0 and 1.0 can be: those
-    few values' types are looked at."""
+    few values' types are looked at. A numpy array (binary tensor contents) is already
+    numbers of its tensor's datatype: cast, and past float32's range refused."""
+    if isinstance(values, np.ndarray):
+        column = values.astype(np.float32)
+        if np.isinf(column).any():
+            raise _Refused
+        return column
     packer = _packer(n)
     try:
         packed = packer.pack(*values)

@@ -200,7 +200,7 @@ def _tensor(doc, i: int) -> Tensor:
         raise RequestError(400, "'datatype' must be a string", field=name)
     if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
         raise RequestError(400, "'shape' must be a list of non-negative integers", field=name)
-    if type(data) is not list:
+    if type(data) is not list and not isinstance(data, np.ndarray):  # arrays: binary data
         raise RequestError(400, "'data' must be a list", field=name)
     parameters = _parameters(doc.get("parameters"), name)
     return Tensor(name, datatype, shape, _flat(data, shape, name), parameters)
@@ -264,7 +264,7 @@ def infer(service: Service, name: str, version: str | None, request: InferReques
             raise RequestError(400, f"unknown output; the model gives '{OUTPUT}'", field=wanted)
     tensors = _named(request.inputs)
     contract = _contract(model, tensors)
-    n, shared, columns = _columns(tensors, service.max_batch)
+    n, shared, columns = _columns(tensors, service.max_batch, arrays=contract == "features")
     online = model.online if contract == "raw" else None
     for tensor in tensors.values():
         _check_datatype(model, online, tensor)
@@ -317,13 +317,15 @@ def _contract(model: Model, tensors: dict[str, Tensor]) -> str:
     return "features"
 
 
-def _columns(tensors: dict[str, Tensor], max_batch: int) -> tuple[int, dict, dict]:
+def _columns(tensors: dict[str, Tensor], max_batch: int, arrays: bool) -> tuple[int, dict, dict]:
     """N, the context tensors' values (length 1, shared by every row) and the other
     tensors' data (length N each); a 400 naming a tensor of another shape, 413 past
-    `max_batch` rows."""
+    `max_batch` rows. With `arrays`, a numeric tensor's numpy data stays an array, which
+    the encoder casts in one call (the features contract: no lookup reads the values)."""
     n, shared, columns = None, {}, {}
     for name, tensor in tensors.items():
-        shape, data = tensor.shape, _values(tensor)
+        keep = arrays and isinstance(tensor.data, np.ndarray) and tensor.datatype != "BYTES"
+        shape, data = tensor.shape, (tensor.data if keep else _values(tensor))
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
             raise RequestError(400, f"shape {shape}: send [N] or [N, 1]", field=name)
         if math.prod(shape) != len(data):
@@ -333,7 +335,7 @@ def _columns(tensors: dict[str, Tensor], max_batch: int) -> tuple[int, dict, dic
         if tensor.parameters.get("context") is True:
             if shape[0] != 1:
                 raise RequestError(400, f"a context tensor has 1 value; shape is {shape}", name)
-            shared[name] = data[0]
+            shared[name] = data[0].item() if isinstance(data, np.ndarray) else data[0]
             continue
         if n is None:
             n = shape[0]

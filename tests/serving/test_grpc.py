@@ -25,6 +25,7 @@ from tritonclient.utils import InferenceServerException
 from ctrpipe.model import package
 from ctrpipe.serving.service import Service, default_max_body
 from tests.conftest import ROOT
+from tests.serving.test_raw_requests import RECORDS
 from tests.support.models import close, expected, request_rows
 from tests.support.served import Served
 
@@ -34,16 +35,7 @@ MAX_BATCH = 50
 LIMIT = default_max_body(MAX_BATCH)  # the server's max message: its max body (1.1 MB)
 TIMEOUT = 30.0  # seconds any one RPC may take
 READY = "grpc: listening on 127.0.0.1:"
-# A raw record as an ad server sends it (test_raw_requests.py's first): base-table fields
-RECORD = {
-    "ts": "2026-01-14T10:30:00Z",
-    "campaign_id": "c1",
-    "slot_id": "s2",
-    "device": "mobile",
-    "floor_price": 1.5,
-    "user_id": "u1",
-    "country": "US",
-}
+RECORD = RECORDS[0]  # a raw record as an ad server sends it: base-table fields
 
 
 def command(folder: Path, port: int = 0) -> list[str]:

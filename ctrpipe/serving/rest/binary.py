@@ -44,8 +44,9 @@ def attach(doc: dict, tail: bytes) -> dict:
         name, size = tensor.get("name"), parameters["binary_data_size"]
         if type(size) is not int or size < 0 or at + size > len(tail):
             raise RequestError(400, "binary_data_size past the end of the body", field=name)
-        data = tensors.decode(str(name), str(tensor.get("datatype")), tail[at : at + size])
-        tensor["data"] = data if type(data) is list else data.tolist()
+        tensor["data"] = tensors.decode(
+            str(name), str(tensor.get("datatype")), tail[at : at + size]
+        )
         tensor["parameters"] = {k: v for k, v in parameters.items() if k != "binary_data_size"}
         at += size
     if at != len(tail):
