@@ -16,11 +16,14 @@ needs a Content-Length (411 without one: chunked bodies are not read) of at most
 service's `max_body` (413). An unexpected failure is a 500 with a generic message, logged
 and counted.
 
-Shedding: a scoring request (/predict, infer) that finds `max_queued` requests already
-waiting for the event loop, or that could not start within `deadline` of its first
-byte, is answered 503 with `Retry-After` and not scored: past saturation an answer after
-the auction's deadline is worth nothing, and queueing it would only delay the next ones.
+Shedding: a scoring request (/predict, infer) that finds `max_queued` requests ahead of
+it, or that could not start within `deadline` of arriving (lag.py measures both), is
+answered 503 with `Retry-After` and not scored: past saturation an answer after the
+auction's deadline is worth nothing, and queueing it would only delay the next ones.
 The health, readiness and metrics endpoints are never shed.
+
+The scoring endpoints usually never reach the ASGI callable: the protocol answers them
+itself through `App.shed` and `App.score` (protocol.py's fast path).
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ RETRY_AFTER = b"1"  # seconds: a shed request is worth retrying on another repli
 
 
 class App:
-    """The ASGI callable uvicorn runs, one task per request, on one event loop."""
+    """The ASGI callable uvicorn runs, a task per request, on one event loop; and the
+    shedding and scoring the protocol's fast path calls directly."""
 
     def __init__(self, service: Service, deadline: float, max_queued: int):
         self.service = service
