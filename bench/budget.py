@@ -81,6 +81,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = Path(__file__).with_name("budget.yaml")
 sys.path.insert(0, str(ROOT))
+from fleet import cpu_model  # noqa: E402  bench/fleet.py, this folder
+
 from ctrpipe import paths  # noqa: E402  this tree's declared paths; older trees used the same
 
 PACKAGE = paths.PACKAGE
@@ -727,15 +729,7 @@ def one_line(text: str, limit: int = 600) -> str:
 
 
 def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown CPU",
-    )
-    return f"{len(os.sched_getaffinity(0))} cores (nproc), {model}"
+    return f"{len(os.sched_getaffinity(0))} cores (nproc), {cpu_model()}"
 
 
 def report(bench: Bench, rows: list[Row], started: dt.datetime, load: tuple) -> str:

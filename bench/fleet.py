@@ -647,42 +647,21 @@ def table(results: dict, rate: float | None, args) -> str:
                 met(ok),
             )
         )
-    if 3 in args.only:
-        h = median(head[3], "predictions")
+    head_only = (  # figure, its key in the runs, what it is, the target's text and value
+        (3, "predictions", f"candidate batches of {CANDIDATES} on /predict, wrk -c8: "
+         "predictions/s", "[>= 500,000]", TARGETS["candidate_predictions_s"]),
+        (4, "rows", f"V2 REST infer, {V2_ROWS:,}-row tensors, wrk -c4: rows/s",
+         "[>= 1,000,000]", TARGETS["v2_rows_s"]),
+        (5, "rps", f"gRPC ModelInfer, single row, {args.grpc_clients} tritonclient.grpc "
+         "processes: requests/s", "[>= 4,000/s]", TARGETS["grpc_rps"]),
+    )  # fmt: skip
+    for figure, key, what, target, least in head_only:
+        if figure not in args.only:
+            continue
+        h = median(head[figure], key)
+        measured = fmt(h) if h is not None else f"not measured: {why_not(head[figure])[:120]}"
         rows.append(
-            (
-                "3",
-                f"candidate batches of {CANDIDATES} on /predict, wrk -c8: predictions/s",
-                "-",
-                fmt(h) if h is not None else f"not measured: {why_not(head[3])[:120]}",
-                "[>= 500,000]",
-                met(None if h is None else h >= TARGETS["candidate_predictions_s"]),
-            )
-        )
-    if 4 in args.only:
-        h = median(head[4], "rows")
-        rows.append(
-            (
-                "4",
-                f"V2 REST infer, {V2_ROWS:,}-row tensors, wrk -c4: rows/s",
-                "-",
-                fmt(h) if h is not None else f"not measured: {why_not(head[4])[:120]}",
-                "[>= 1,000,000]",
-                met(None if h is None else h >= TARGETS["v2_rows_s"]),
-            )
-        )
-    if 5 in args.only:
-        h = median(head[5], "rps")
-        rows.append(
-            (
-                "5",
-                f"gRPC ModelInfer, single row, {args.grpc_clients} tritonclient.grpc processes:"
-                " requests/s",
-                "-",
-                fmt(h) if h is not None else f"not measured: {why_not(head[5])[:120]}",
-                "[>= 4,000/s]",
-                met(None if h is None else h >= TARGETS["grpc_rps"]),
-            )
+            (str(figure), what, "-", measured, target, met(None if h is None else h >= least))
         )
     if 6 in args.only:
 
@@ -722,8 +701,9 @@ def table(results: dict, rate: float | None, args) -> str:
 # ---------------------------------------------------------------- main
 
 
-def machine() -> str:
-    model = next(
+def cpu_model() -> str:
+    """The CPU's name as /proc/cpuinfo gives it (bench/budget.py prints it too)."""
+    return next(
         (
             line.split(":", 1)[1].strip()
             for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -731,7 +711,11 @@ def machine() -> str:
         ),
         "unknown CPU",
     )
-    return f"{os.cpu_count()} cores ({model}), {psutil.virtual_memory().total / 2**30:.0f} GiB"
+
+
+def machine() -> str:
+    memory = psutil.virtual_memory().total / 2**30
+    return f"{os.cpu_count()} cores ({cpu_model()}), {memory:.0f} GiB"
 
 
 def commit(tree: Path) -> str:
