@@ -50,7 +50,7 @@ def build(params_file: Path, raw: Path, out: Path) -> None:
     phase("spark_start")
     labelled = dataset.label(session, data, raw, settings.broadcast_max_rows)
     phase("read_and_check")
-    cut = snapshot.newest(labelled, data)
+    cut = labelled.newest(data)
     files = snapshot.build(labelled, data, cut)
     phase("history_and_tables")
     session.stop()

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_type
 
 from ctrpipe import fileio
 from ctrpipe.data import features, raw, split
@@ -24,10 +27,12 @@ ROW_ID = "row_id"
 
 @dataclass
 class Dataset:
-    rows: DataFrame  # feature rows tagged with split.SPLIT
+    rows: DataFrame  # feature rows tagged with split.SPLIT (and the probes, if asked)
     quarantine: dict[str, DataFrame]  # bad records per table, raw text and reason
     key: str
     stats: dict = field(default_factory=dict)
+    labelled: Labelled | None = None
+    cut: dt.datetime | None = None  # the probes' time: the online snapshot's cut
 
 
 @dataclass
@@ -48,26 +53,51 @@ class Labelled:
             return self.rows
         return features.join_dimensions(self.rows, self.good, data, self.small)
 
+    def newest(self, data: Data) -> dt.datetime | None:
+        """The time of the newest good base record, the online snapshot's default cut
+        (None: the data has no time, hence no history)."""
+        if data.time is None:
+            return None
+        (value,) = self.rows.agg(F.max(data.time)).first()
+        return value.replace(tzinfo=None)  # the session's zone is UTC
+
 
 def build(
-    spark: SparkSession, data: Data, raw_dir: Path, broadcast_max_rows: int = 1_000_000
+    spark: SparkSession,
+    data: Data,
+    raw_dir: Path,
+    broadcast_max_rows: int = 1_000_000,
+    probe: bool = False,
+    cut: dt.datetime | None = None,
 ) -> Dataset:
-    """One feature row per good base record, tagged with its split."""
+    """One feature row per good base record, tagged with its split. With `probe`, each
+    history key's values at `cut` (None: the newest record's time) too, in the key's
+    split.PROBES split: the online snapshot's aggregates, from the same window pass as
+    the rows' own."""
     labelled = label(spark, data, raw_dir, broadcast_max_rows)
+    if probe:
+        cut = cut or labelled.newest(data)
+    probing = probe and cut is not None and bool(data.history.keys)
+    if probing:
+        probes = features.probes_at(labelled.with_history_keys(data), data, cut)
     rows = features.add_time_features(labelled.rows, data)
+
+    def history(rows: DataFrame) -> DataFrame:
+        if probing:
+            rows = features.with_probes(rows, data, probes)
+        return features.add_history(rows, data)
+
     # History shuffles the rows once per key: do it while they are narrow, before the
     # dimension tables widen them, unless a key comes from a dimension table.
     early = set(data.history.keys) <= set(rows.columns)
     if early:
-        rows = features.add_history(rows, data)
+        rows = history(rows)
     rows = features.join_dimensions(rows, labelled.good, data, labelled.small)
     if not early:
-        rows = features.add_history(rows, data)
+        rows = history(rows)
     rows = features.select_features(rows, data, labelled.key)
     rows = split.assign(rows, data, labelled.key)
-    return Dataset(
-        rows=rows, quarantine=labelled.quarantine, key=labelled.key, stats=labelled.stats
-    )
+    return Dataset(rows, labelled.quarantine, labelled.key, labelled.stats, labelled, cut)
 
 
 def label(
@@ -220,9 +250,12 @@ def enforce_quality(counts: dict, tables: dict[str, Table], data: Data, raw_dir:
             )
 
 
-def write_splits(built: Dataset, data: Data, outs: dict[str, Path]) -> dict:
+def write_splits(
+    built: Dataset, data: Data, outs: dict[str, Path]
+) -> tuple[dict, dict[str, pa.Table]]:
     """Write train / validation / golden to `outs[name]`, each one file sorted by time and
-    key; check them before they land.
+    key; check them before they land. Returns their counts, and the probes' aggregates
+    (build's `probe`) per history key, as probe_table gives them.
 
     Spark writes each split's rows in whatever order its tasks hold them; pyarrow then
     sorts each split in memory and writes it as one file, a thread per split. Sorting in
@@ -236,12 +269,20 @@ def write_splits(built: Dataset, data: Data, outs: dict[str, Path]) -> dict:
         built.rows.write.partitionBy(split.SPLIT).options(**fileio.STAGED_PARQUET).parquet(
             str(staged)
         )
-        parts = {
-            name: sorted((staged / f"{split.SPLIT}={name}").glob("part-*.parquet"))
-            for name in split.SPLITS
-        }  # a split with no rows has no folder
+
+        def files(name: str) -> list[Path]:  # a split with no rows has no folder
+            return sorted((staged / f"{split.SPLIT}={name}").glob("part-*.parquet"))
+
+        parts = {name: files(name) for name in split.SPLITS}
         counts = split_counts(parts)
         check_splits(counts, data)
+        probes = {}
+        if built.cut is not None and data.history.keys:
+            keyed = built.labelled.with_history_keys(data).schema
+            probes = {
+                k: probe_table(files(split.PROBES + k), built.key, k, keyed[k].dataType)
+                for k in data.history.keys
+            }
 
         order = [c for c in (data.time, built.key) if c is not None]
 
@@ -251,7 +292,17 @@ def write_splits(built: Dataset, data: Data, outs: dict[str, Path]) -> dict:
 
         with ThreadPoolExecutor(len(parts)) as pool:  # pyarrow works without the GIL
             list(pool.map(land, parts))
-    return counts
+    return counts, probes
+
+
+def probe_table(files: list[Path], ident: str, key: str, kind) -> pa.Table:
+    """A history key's probes as the snapshot holds them: the key's values (the probe
+    rows' id, as text, back in the key's own type) with their aggregates, sorted."""
+    columns = [ident, *features.key_history_columns(key)]
+    table = pa.concat_tables(pq.read_table(f, columns=columns) for f in files)
+    values = table[ident].cast(to_arrow_type(kind))
+    table = table.drop_columns([ident]).add_column(0, pa.field(key, values.type), values)
+    return table.replace_schema_metadata(None).sort_by([(key, "ascending", "at_start")])
 
 
 def write_quarantine(built: Dataset, folder: Path) -> None:

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from ctrpipe.data.settings import Data, Join, as_list, joined_columns
 
 LABEL = "label"
-PROBE = "_probe"  # history_at's rows at the cut
+PROBE = "_probe"  # a probe row's history key (with_probes); null on records
 WEIGHT = "weight"
 TIME_FEATURES = {"hour": F.hour, "day_of_week": F.dayofweek}
 
@@ -173,36 +173,49 @@ def history_at(rows: DataFrame, data: Data, cut) -> dict[str, DataFrame]:
     """Per history key, each of its values with the aggregates add_history gives a row of
     that value at time `cut` (a datetime, UTC): what an online lookup serves, from the
     same code as training."""
-    time = F.lit(cut).cast(rows.schema[data.time].dataType).alias(data.time)
-    probes = {
-        key: rows.where(F.col(key).isNotNull()).select(key).distinct().select(key, time)
-        for key in data.history.keys
-    }
+    probes = probes_at(rows, data, cut)
     return {key: df.drop(data.time) for key, df in history_of(rows, data, probes).items()}
 
 
-def history_of(rows: DataFrame, data: Data, probes: dict[str, DataFrame]) -> dict[str, DataFrame]:
-    """Per history key, its probes (rows of the key's value and a time) with the
-    aggregates add_history gives a row of that value at that time. The probes, with no
-    label, go through add_history beside `rows` (labelled, with time): windows end
-    before a row's own time and count labelled rows only, so a probe sees exactly what
-    a training row at its time saw, and no other probe."""
+def probes_at(rows: DataFrame, data: Data, cut) -> dict[str, DataFrame]:
+    """Per history key, one probe (the value and the time) per value `rows` hold, at
+    `cut` (a datetime, UTC)."""
+    time = F.lit(cut).cast(rows.schema[data.time].dataType).alias(data.time)
+    return {
+        key: rows.where(F.col(key).isNotNull()).select(key).distinct().select(key, time)
+        for key in data.history.keys
+    }
+
+
+def with_probes(rows: DataFrame, data: Data, probes: dict[str, DataFrame]) -> DataFrame:
+    """`rows` (labelled, with time) and the probes (rows of a key's value and a time, no
+    label) stacked, for add_history: windows end before a row's own time and count
+    labelled rows only, so a probe sees exactly what a training row at its time saw, and
+    no other probe. PROBE holds a probe's key, and is null on `rows`."""
     keys = data.history.keys
-    if not keys:
-        return {}
 
     def padded(key: str) -> DataFrame:
         others = [F.lit(None).cast(rows.schema[k].dataType).alias(k) for k in keys if k != key]
-        return probes[key].select(key, data.time, *others)
+        return probes[key].select(key, data.time, *others, F.lit(key).alias(PROBE))
 
     stacked = reduce(DataFrame.unionByName, [padded(key) for key in keys])
-    both = rows.withColumn(PROBE, F.lit(False)).unionByName(
-        stacked.withColumn(PROBE, F.lit(True)), allowMissingColumns=True
+    return rows.withColumn(PROBE, F.lit(None).cast("string")).unionByName(
+        stacked, allowMissingColumns=True
     )
+
+
+def history_of(rows: DataFrame, data: Data, probes: dict[str, DataFrame]) -> dict[str, DataFrame]:
+    """Per history key, its probes (with_probes) with the aggregates add_history gives a
+    row of that value at that time."""
+    keys = data.history.keys
+    if not keys:
+        return {}
+    both = with_probes(rows, data, probes)
     # Kept: each key's table reads it, and computing it again means every window again.
-    probed = add_history(both, data).where(F.col(PROBE)).persist(StorageLevel.MEMORY_AND_DISK)
+    probed = add_history(both, data).where(F.col(PROBE).isNotNull())
+    probed = probed.persist(StorageLevel.MEMORY_AND_DISK)
     return {
-        key: probed.where(F.col(key).isNotNull()).select(key, data.time, *key_history_columns(key))
+        key: probed.where(F.col(PROBE) == key).select(key, data.time, *key_history_columns(key))
         for key in keys
     }
 
@@ -213,12 +226,23 @@ def feature_names(data: Data) -> dict[str, list[str]]:
 
 
 def select_features(rows: DataFrame, data: Data, key: str) -> DataFrame:
+    """The feature rows' columns; probe rows (with_probes) keep PROBE, with their key's
+    value as their id."""
     names = feature_names(data)
+    probed = PROBE in rows.columns
+    ident, label = F.col(key).cast("string"), F.col(LABEL).cast("int")
+    if probed:
+        value = F.coalesce(*[F.col(k).cast("string") for k in data.history.keys])
+        ident = F.when(F.col(PROBE).isNotNull(), value).otherwise(ident)
+        # Every record has a label; a probe's 0 keeps the column non-null in the splits'
+        # schema (probes never reach a split, and their history is already computed).
+        label = F.coalesce(label, F.lit(0))
     return rows.select(
-        F.col(key).cast("string").alias(key),
+        ident.alias(key),
         *([F.col(data.time)] if data.time else []),
-        F.col(LABEL).cast("int"),
+        label.alias(LABEL),
         *[as_feature(c, data) for c in names["categorical"] + names["numeric"]],
+        *([PROBE] if probed else []),
     )
 
 

@@ -14,11 +14,12 @@ import datetime as dt
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ctrpipe.data.features import LABEL, WEIGHT
+from ctrpipe.data.features import LABEL, PROBE, WEIGHT
 from ctrpipe.data.settings import Data
 
 SPLIT = "_split"
 SPLITS = ("train", "validation", "golden")
+PROBES = "probe."  # + a history key: its probes at the snapshot's cut
 HASH_BUCKETS = 1_000_000
 
 
@@ -29,8 +30,14 @@ def _at(when: dt.datetime):
 
 
 def assign(rows: DataFrame, data: Data, key: str) -> DataFrame:
-    """Tag each row with its split, drop sampled-out negatives of train, add weights."""
-    rows = rows.withColumn(SPLIT, by_time(data) if data.split.by == "time" else by_hash(data, key))
+    """Tag each row with its split, drop sampled-out negatives of train, add weights.
+    A probe row (features.with_probes) goes to its key's PROBES split, never sampled."""
+    split = by_time(data) if data.split.by == "time" else by_hash(data, key)
+    if PROBE in rows.columns:
+        split = F.when(F.col(PROBE).isNull(), split).otherwise(F.concat(F.lit(PROBES), PROBE))
+        rows = rows.withColumn(SPLIT, split).drop(PROBE)
+    else:
+        rows = rows.withColumn(SPLIT, split)
     rate = data.sample.negative_rate
     # A hash of the row's id, not a random draw: the same rows are kept whatever the
     # partitioning, on a laptop or a cluster.

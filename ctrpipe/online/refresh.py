@@ -37,7 +37,7 @@ def refresh(
     session = spark.session(settings, app="refresh")
     try:
         labelled = dataset.label(session, data, raw_dir, settings.broadcast_max_rows)
-        files = snapshot.build(labelled, data, cut or snapshot.newest(labelled, data))
+        files = snapshot.build(labelled, data, cut or labelled.newest(data))
     finally:
         session.stop()
     staged = out / f".new-{json.loads(files[store.INFO])['cut']}"

@@ -12,6 +12,7 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
@@ -23,15 +24,6 @@ from ctrpipe.data.dataset import Labelled
 from ctrpipe.data.raw import SPARK_TYPES
 from ctrpipe.data.settings import Data, joined_columns
 from ctrpipe.online import store
-
-
-def newest(labelled: Labelled, data: Data) -> dt.datetime | None:
-    """The default cut: the time of the newest good base record (None: data has no time,
-    hence no history)."""
-    if data.time is None:
-        return None
-    (value,) = labelled.rows.agg(F.max(data.time)).first()
-    return value.replace(tzinfo=None)  # the session's zone is UTC
 
 
 def request_columns(data: Data) -> list[str]:
@@ -84,24 +76,27 @@ def config_of(data: Data) -> str:
     return store.digest_of(spec(data))
 
 
-def tables(labelled: Labelled, data: Data, cut: dt.datetime) -> dict[str, DataFrame]:
-    """The snapshot's tables by file name: a dimension per join, a history per key."""
-    out = {
+def build(
+    labelled: Labelled,
+    data: Data,
+    cut: dt.datetime | None,
+    history: dict[str, pa.Table] | None = None,
+) -> dict[str, bytes]:
+    """The snapshot's files as of `cut` (see ctrpipe/online/store.py), manifest excluded:
+    a dimension per join, a history per key. `history`: the keys' tables at `cut` where
+    the caller has them already (generate's probes, dataset.build); else history_at
+    computes them here."""
+    frames = {
         store.dimension_file(j.table): features.dimension(labelled.good, data, j)
         for j in data.joins
     }
-    if data.history.keys:
+    if history is None and data.history.keys:
         keyed = labelled.with_history_keys(data)
         rows = keyed.select(data.time, features.LABEL, *data.history.keys)
         for key, df in features.history_at(rows, data, cut).items():
-            out[store.history_file(key)] = df
-    return out
-
-
-def build(labelled: Labelled, data: Data, cut: dt.datetime | None) -> dict[str, bytes]:
-    """The snapshot's files as of `cut` (see ctrpipe/online/store.py), manifest excluded."""
-    frames = tables(labelled, data, cut)
+            frames[store.history_file(key)] = df
     arrow = to_arrow(frames, {name: key_of(name, data) for name in frames})
+    arrow |= {store.history_file(k): table for k, table in (history or {}).items()}
     return store.files(arrow, spec(data), cut)
 
 
@@ -113,19 +108,22 @@ def key_of(name: str, data: Data) -> list[str]:
     return [next(k for k in data.history.keys if name == store.history_file(k))]
 
 
-def skew_sample(labelled: Labelled, data: Data, ids: list[str], columns: list[str]) -> DataFrame:
-    """The base records of golden rows `ids`: the id, `columns` as the raw records hold
-    them, every history key, and each key's aggregates at the record's own time (a
-    snapshot cut there), from history_of, whose probes the snapshot's tables are too."""
+def skew_sample(labelled: Labelled, data: Data, golden: pa.Table, n: int) -> pa.Table:
+    """`n` golden rows, evenly spaced through the file (sorted by time, then id), as the
+    skew check serves them: the id, the request's fields as the raw records hold them,
+    every history key, and the golden row's own aggregates (add_history's at the row's
+    time: what a snapshot cut there serves, as a probe there sees what the row saw)."""
     key, keys = labelled.key, data.history.keys
-    rows = labelled.with_history_keys(data)
-    sample = rows_of(rows, key, ids).select(key, *dict.fromkeys([*columns, *keys]))
-    probes = {k: sample.where(F.col(k).isNotNull()).select(k, data.time).distinct() for k in keys}
-    found = features.history_of(rows.select(data.time, features.LABEL, *keys), data, probes)
-    columns = [raw_time(data) if c == data.time else c for c in sample.columns]
-    for k in keys:
-        sample = sample.join(found[k], [k, data.time], "left")
-    return sample.select(*columns, *features.history_columns(data))  # the id first
+    ids = golden[key].to_pylist()
+    picks = np.unique(np.linspace(0, len(ids) - 1, min(n, len(ids))).astype(int))
+    chosen = [ids[i] for i in picks]
+    rows = rows_of(labelled.with_history_keys(data), key, chosen)
+    columns = [raw_time(data) if c == data.time else c for c in request_columns(data)]
+    columns += [k for k in keys if k not in request_columns(data)]
+    (records,) = to_arrow({"sample": rows.select(key, *columns)}, {"sample": [key]}).values()
+    aggregates = golden.select([key, *features.history_columns(data)])
+    joined = records.join(aggregates, key, join_type="left outer")
+    return joined.sort_by([(key, "ascending", "at_start")]).combine_chunks()
 
 
 def raw_records(labelled: Labelled, data: Data, ids: list[str]) -> DataFrame:

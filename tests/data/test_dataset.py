@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -10,6 +12,7 @@ from ctrpipe import fileio
 from ctrpipe.data import dataset, split
 from ctrpipe.data.settings import Data
 from ctrpipe.errors import DataError
+from ctrpipe.online import snapshot
 from tests.conftest import make_data, make_params
 from tests.support import tinyraw
 
@@ -25,7 +28,7 @@ def rows_by_id(built) -> dict:
 def build_and_write(spark, params, raw, out):
     data = params.section("data", Data)
     built = dataset.build(spark, data, raw)
-    built.stats["splits"] = dataset.write_splits(
+    built.stats["splits"], _ = dataset.write_splits(
         built, data, {s: out / f"{s}.parquet" for s in split.SPLITS}
     )
     return built
@@ -115,6 +118,36 @@ def test_each_split_lands_as_one_file_sorted_by_time_then_key(spark, tmp_path):
             table.num_rows,
             sum(table["label"].to_pylist()),
         )
+
+
+@pytest.mark.parametrize(
+    ("keys", "cut"),
+    [
+        (["user_id", "slot_id"], None),  # base keys: history before the joins
+        (["user_id", "advertiser_id"], dt.datetime(2026, 1, 12, 10, 30)),  # a dimension's
+    ],
+)
+def test_probes_in_generates_pass_give_history_ats_snapshot_and_leave_the_splits(
+    spark, tmp_path, keys, cut
+):
+    """The snapshot generate builds from probes among its own rows equals the one
+    history_at builds from the labelled rows, byte for byte, and the probes change
+    no split's bytes."""
+    raw = tinyraw.write(tmp_path / "raw", dirty=True)
+    data = make_params(data={**TINY["data"], "history": {"keys": keys}}).section("data", Data)
+    outs = {name: {s: tmp_path / name / f"{s}.parquet" for s in split.SPLITS} for name in "ab"}
+    plain = dataset.build(spark, data, raw)
+    counts, none = dataset.write_splits(plain, data, outs["a"])
+    probed = dataset.build(spark, data, raw, probe=True, cut=cut)
+    assert probed.cut == (cut or dt.datetime(2026, 1, 14, 9, 0))
+    assert dataset.write_splits(probed, data, outs["b"])[0] == counts
+    for name in split.SPLITS:
+        assert outs["a"][name].read_bytes() == outs["b"][name].read_bytes(), name
+    history = dataset.write_splits(probed, data, {s: tmp_path / "c" / s for s in outs["a"]})[1]
+    assert none == {} and sorted(history) == sorted(keys)
+    from_probes = snapshot.build(probed.labelled, data, probed.cut, history)
+    assert from_probes == snapshot.build(plain.labelled, data, probed.cut)
+    assert history["user_id"]["user_id"].to_pylist() == ["u1", "u2", "u3", "u4"]
 
 
 def test_sorted_parquet_merges_files_with_nulls_first(tmp_path):

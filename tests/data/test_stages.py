@@ -27,7 +27,8 @@ pytestmark = pytest.mark.integration
 def test_files_source_end_to_end_on_a_foreign_schema(tmp_path):
     """Loan applications in CSV (;), JSON lines and Parquet, label from a status rule."""
     src = loans.write(tmp_path / "external")
-    params = {"seed": 1, "data": loans.data_config(src), "spark": SPARK}
+    online = {"skew_rows": 50}
+    params = {"seed": 1, "data": loans.data_config(src), "online": online, "spark": SPARK}
     ingest = run_stage("ingest", params, tmp_path, "--out", str(tmp_path / "raw"))
     assert ingest.returncode == 0, ingest.stderr
     assert (tmp_path / "raw" / "applications.csv").read_bytes() == (

@@ -56,7 +56,7 @@ def test_a_drafted_group_with_its_label_answered_runs_to_the_gate(name, tmp_path
     draft.write_text(yaml.safe_dump(group, sort_keys=False))
     commit_project(repo, name)
     out = run(["dvc", "repro"], repo)
-    assert {"snapshot", "package", "gate"} <= set(stage_runs(out))
+    assert {"generate", "package", "gate"} <= set(stage_runs(out))
     skew = json.loads((repo / paths.SKEW).read_text())
     assert skew["rows_checked"] > 0 and skew["rows_different"] == 0, skew
     gate = json.loads((repo / paths.GATE_REPORT).read_text())

@@ -57,7 +57,6 @@ def test_repro_runs_every_stage_and_the_gate_passes(repo):
         "generate",
         "train",
         "evaluate",
-        "snapshot",
         "package",
         "production",
         "gate",

@@ -56,7 +56,6 @@ def repo(tmp_path_factory) -> Path:
 STAGES = [
     "ingest",
     "generate",
-    "snapshot",
     "train",
     "evaluate",
     "package",
@@ -118,7 +117,7 @@ def test_repro_builds_every_output(repo):
 
 
 def test_features_refresh_makes_the_stages_snapshot_again_and_newer_ones(repo):
-    """The same raw data and cut give the snapshot stage's bytes; an earlier cut another
+    """The same raw data and cut give the bytes of generate's snapshot; an earlier cut another
     snapshot beside it; a changed feature config no snapshot at all."""
     refresh = [sys.executable, "-m", "ctrpipe", "features", "refresh"]
     run(refresh, repo)
@@ -178,7 +177,7 @@ def test_the_engine_switch_changes_only_the_model_stages_outputs(repo):
 def test_changed_generate_param_reruns_generate_and_what_follows(repo):
     before = lock_hashes(repo)
     out = run(["dvc", "exp", "run", "-S", "data.sample.negative_rate=0.5"], repo)
-    assert reran(out) == ["generate", "snapshot", *MODEL_STAGES]
+    assert reran(out) == ["generate", *MODEL_STAGES]
     assert (
         yaml.safe_load((repo / "params.yaml").read_text())["data"]["sample"]["negative_rate"] == 0.5
     )

@@ -48,6 +48,10 @@ def generate(params: dict, tmp: Path, raw: Path) -> subprocess.CompletedProcess:
         str(tmp / "quarantine"),
         "--metrics",
         str(tmp / "metrics.json"),
+        "--snapshot",
+        str(out / "snapshot"),
+        "--skew-sample",
+        str(out / "skew_sample.parquet"),
     )
 
 
