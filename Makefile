@@ -10,7 +10,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 .PHONY: setup params repro test test-fast lint bench lock clean pull repro-log report publish \
-	retrain commit-retrain rollback refresh proto
+	budget-quick retrain commit-retrain rollback refresh proto
 
 # .venv from requirements.lock, reinstalled only when the lock's content changes
 # (scripts/venv.sh). The class archive makes every Spark start about 3 s shorter
@@ -58,9 +58,18 @@ repro-log: setup
 	mkdir -p reports
 	$(BIN)/dvc repro $(TARGET) 2>&1 | tee reports/repro.log
 
-# The pull-request report against BASE (and production): reports/pr/report.md and plots.
+# The quick performance budget against BASE (bench/budget.py; needs wrk and hey): its
+# figures for the report, reports/budget.json, and its table, reports/budget.md.
+budget-quick: setup
+	mkdir -p reports
+	$(BIN)/python bench/budget.py --baseline $(BASE) --quick \
+		--json reports/budget.json --out reports/budget.md
+
+# The pull-request report against BASE (and production): reports/pr/report.md and plots,
+# with the budget's section when budget-quick wrote its figures.
 report: setup
-	$(BIN)/python -m ctrpipe report --base $(BASE) --log reports/repro.log --out reports/pr
+	$(BIN)/python -m ctrpipe report --base $(BASE) --log reports/repro.log --out reports/pr \
+		$(if $(wildcard reports/budget.json),--budget reports/budget.json)
 
 # Publish this commit when its gate passed; a failed gate publishes nothing and is no error.
 publish: setup

@@ -26,7 +26,8 @@ alternate, REF HEAD HEAD REF ..., so a drift of the machine's speed falls on bot
 5. single-row predict p50 in microseconds, in process (3 runs): Service.predict on a
    single-row JSON body, PROBE_CALLS calls cycling through 1,000 bodies after a warm-up,
    in a `python -c` program of the tree's own python and code. The bodies are raw records
-   from the skew sample where the tree has an online snapshot, else golden feature rows.
+   from the skew sample where both trees have an online snapshot, else golden feature
+   rows on both: the same work on each side.
 6. one worker's most answered requests/s (3 runs): `python -m ctrpipe serve --package
    models/package --port P --sample-rate 0` started from the tree, wrk -t2 -c8 -d10s with
    a Lua script POSTing those bodies in turn, after a 1 s warm-up; 200s only.
@@ -131,12 +132,12 @@ try:
     from ctrpipe.serving.service import Service
 except ImportError:  # before the code moved into subpackages
     from ctrpipe.serve import Service
-package, calls, bodies_out, sample, golden = sys.argv[1:6]
+package, calls, bodies_out, sample, golden, wanted = sys.argv[1:7]
 calls = int(calls)
 service = Service()
 model = service.load(package)
 online = getattr(model, "online", None)
-if online is not None:
+if online is not None and wanted != "features":
     table, contract = pq.read_table(sample).select(online.snapshot.spec["request"]), "raw"
 else:
     table, contract = pq.read_table(golden).select(model.loaded.schema.names), "features"
@@ -460,30 +461,32 @@ class Bench:
         self.trees[side] = tree
 
     def prepare_bodies(self) -> None:
-        """Each tree's request bodies, made by its own code (raw records or features)."""
-        for side, tree in self.trees.items():
-            bodies = self.tmp / f"{side.lower()}-bodies.json"
-            cmd = [tree.bin("python"), "-c", PROBE, PACKAGE, 0, bodies, *PROBE_DATA]
-            try:
-                _, output = self.run(tree, cmd, SHORT_TIMEOUT, "bodies")
-            except Failed as exc:
-                self.errors["request bodies"] = f"{side}: {exc}"
-                continue
-            tree.bodies = bodies
-            tree.contract = last_json(output)["contract"]
+        """Each tree's request bodies, made by its own code: raw records where both trees
+        have an online snapshot, else feature rows on both, so that figures 5-7 compare
+        the same work (a raw request includes the online lookup; a tree with a snapshot
+        answers feature rows too)."""
+        for wanted in ("auto", "features"):
+            for side, tree in self.trees.items():
+                if wanted == "features" and tree.contract != "raw":
+                    continue
+                bodies = self.tmp / f"{side.lower()}-bodies.json"
+                cmd = [tree.bin("python"), "-c", PROBE, PACKAGE, 0, bodies, *PROBE_DATA, wanted]
+                try:
+                    _, output = self.run(tree, cmd, SHORT_TIMEOUT, "bodies")
+                except Failed as exc:
+                    self.errors["request bodies"] = f"{side}: {exc}"
+                    continue
+                tree.bodies = bodies
+                tree.contract = last_json(output)["contract"]
+            if len({t.contract for t in self.trees.values()}) == 1:
+                break
         self.notes.append(
             "Request bodies (figures 5-7): "
             + ", ".join(f"{s} {t.contract or '(none)'}" for s, t in self.trees.items())
             + ", 1,000 single rows from the tree's own outputs (raw: records of the skew "
             "sample, the features looked up in the online snapshot; features: golden rows, "
-            "for a tree without a snapshot)."
+            "on both trees when one has no snapshot)."
         )
-        if len({t.contract for t in self.trees.values()}) > 1:
-            self.notes.append(
-                "The two trees take different bodies, so figures 5-7 compare what a client "
-                "sent each (a raw request includes the online lookup, a feature row does "
-                "not), not the same work."
-            )
 
     # ------------------------------------------------------------ the figures
 
@@ -521,6 +524,7 @@ class Bench:
         if tree.bodies is None:
             raise Failed("its package does not answer Service.predict (see the notes)")
         cmd = [tree.bin("python"), "-c", PROBE, PACKAGE, PROBE_CALLS, "", *PROBE_DATA]
+        cmd.append(tree.contract)
         _, output = self.run(tree, cmd, SHORT_TIMEOUT, "predict")
         return {"predict_p50": last_json(output)["p50_us"]}
 
@@ -714,13 +718,17 @@ def table(rows: list[Row], budget: dict, sides: dict[str, Side]) -> str:
     ]
     for row in rows:
         f = row.figure
-        how = "REF/HEAD" if f.higher_is_better else "HEAD/REF"
-        ratio = "-" if row.ratio is None else f"{row.ratio:.2f}x ({how})"
         lines.append(
             f"| {f.number} | {f.label} | {show(row.ref, f)} | {show(row.head, f)} | "
-            f"{ratio} | {budget_text(f, budget['figures'][f.key], row)} | {row.result} |"
+            f"{ratio_text(row)} | {budget_text(f, budget['figures'][f.key], row)} | "
+            f"{row.result} |"
         )
     return "\n".join(lines)
+
+
+def ratio_text(row: Row) -> str:
+    how = "REF/HEAD" if row.figure.higher_is_better else "HEAD/REF"
+    return "-" if row.ratio is None else f"{row.ratio:.2f}x ({how})"
 
 
 def one_line(text: str, limit: int = 600) -> str:
@@ -963,15 +971,25 @@ def raw(bench: Bench, rows: list[Row], started: dt.datetime) -> dict:
         "sides": {
             s: {"commit": v.commit, "uncommitted": bool(v.patch)} for s, v in bench.sides.items()
         },
+        "quick": bench.args.quick,
+        # The figures, and each as the table shows it (the pull-request report's section
+        # renders these texts: ctrpipe/reporting/report.py reads no budget.yaml).
         "figures": {
             r.figure.key: {
                 "number": r.figure.number,
+                "label": r.figure.label,
                 "unit": r.figure.unit,
                 "REF": r.ref,
                 "HEAD": r.head,
                 "ratio": r.ratio,
                 "head_limit": r.limit,
                 "result": r.result.strip("*"),
+                "shown": {
+                    "REF": show(r.ref, r.figure),
+                    "HEAD": show(r.head, r.figure),
+                    "ratio": ratio_text(r),
+                    "line": budget_text(r.figure, bench.budget["figures"][r.figure.key], r),
+                },
             }
             for r in rows
         },

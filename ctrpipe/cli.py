@@ -151,8 +151,11 @@ def rollback(args) -> None:
 
 def report_cmd(args) -> None:
     """Write the pull-request report into --out: report.md (the gate, params and metrics
-    against --base and production, slices, quarantine, stage timings) and plots/*.png."""
-    out = report.write(args.repo, args.base, args.out, log=args.log, image_base=args.image_base)
+    against --base and production, slices, quarantine, stage timings, the performance
+    budget) and plots/*.png."""
+    out = report.write(
+        args.repo, args.base, args.out, args.log, args.image_base, budget=args.budget
+    )
     print(f"wrote {out / 'report.md'} and {len(plots.NAMES)} plots in {out / 'plots'}")
 
 
@@ -418,6 +421,9 @@ def parser() -> argparse.ArgumentParser:
         help="the revision to diff params and metrics against, e.g. origin/main",
     )
     cmd.add_argument("--log", type=Path, help="the `dvc repro` output, for stage timings")
+    cmd.add_argument(
+        "--budget", type=Path, help="bench/budget.py's --json output, for the budget section"
+    )
     cmd.add_argument(
         "--out",
         type=Path,

@@ -14,7 +14,10 @@ by the marker on its first line). In order, the page has:
 5. the golden split's slices, with the ROC AUC change against the base;
 6. the quarantine counts per table and reason (reports/generate/data.json);
 7. the stage timings from the `dvc repro` log, when one is given;
-8. the plots, written to `<out>/plots/` and linked relatively, or under `--image-base`.
+8. the performance budget, from `bench/budget.py --json` run beside the repro, when a
+   file is given (`--budget`): each figure on the base and on the pull request, the ratio,
+   its line in bench/budget.yaml and pass or fail;
+9. the plots, written to `<out>/plots/` and linked relatively, or under `--image-base`.
 
 The same inputs give the same bytes: fixed orders, fixed number formats (4 decimals for
 metrics, signed deltas), no times and no absolute paths. Everything is read and computed
@@ -89,12 +92,14 @@ def write(
     out: str | Path,
     log: str | Path | None = None,
     image_base: str | None = None,
+    budget: str | Path | None = None,
 ) -> Path:
     """Build the report of the workspace at `root` against `base` into the folder `out`
     (report.md and plots/*.png); the folder."""
     root, out = Path(root), Path(out)
     inputs = read_inputs(root)
     stages = None if log is None else read_log(log)
+    figures = None if budget is None else read_budget(budget)
     base_rev = Revision(base, resolve(root, base))
     current = registry.production(root)
     prod_rev = None if current is None else Revision(current.version, current.commit)
@@ -108,6 +113,7 @@ def write(
         against_prod,
         stages,
         image_prefix(image_base),
+        figures,
     )
     with fileio.atomic_path(out) as tmp:
         (tmp / "plots").mkdir(parents=True)
@@ -147,17 +153,22 @@ def read_inputs(root: Path) -> Inputs:
 
 
 def read_json(root: Path, rel: str, kind: type):
-    path = root / rel
+    return json_file(root / rel, rel, kind, "; run `dvc repro` first")
+
+
+def json_file(path: Path, name: str, kind: type, missing: str = ""):
+    """The JSON `kind` (dict or list) in `path`; a DataError starting with `name` if it is
+    absent (then ending in `missing`), unreadable, not JSON or not a `kind`."""
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{rel}: no such file; run `dvc repro` first") from None
+        raise DataError(f"{name}: no such file{missing}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{rel}: cannot read it ({exc.__class__.__name__})") from None
+        raise DataError(f"{name}: cannot read it ({exc.__class__.__name__})") from None
     except json.JSONDecodeError as exc:
-        raise DataError(f"{rel}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise DataError(f"{name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(obj, kind):
-        raise DataError(f"{rel}: expected a JSON {'object' if kind is dict else 'array'}")
+        raise DataError(f"{name}: expected a JSON {'object' if kind is dict else 'array'}")
     return obj
 
 
@@ -237,6 +248,35 @@ def read_log(log: str | Path) -> list[StageRun]:
     return parse_log(text)
 
 
+BUDGET_SHOWN = ("REF", "HEAD", "ratio", "line")  # bench/budget.py's texts of a figure
+
+
+def read_budget(path: str | Path) -> dict:
+    """bench/budget.py's --json file, checked for what the budget section shows."""
+    budget = json_file(Path(path), f"--budget {path}", dict)
+    if not is_budget(budget):
+        raise DataError(
+            f"--budget {path}: not bench/budget.py's --json output (it needs sides REF and "
+            "HEAD with a commit, and figures with a number, label, result and shown texts)"
+        )
+    return budget
+
+
+def is_budget(budget) -> bool:
+    try:
+        commits = [budget["sides"][side]["commit"] for side in ("REF", "HEAD")]
+        figures = list(budget["figures"].values())
+        return all(isinstance(c, str) for c in commits) and all(
+            isinstance(f["number"], int)
+            and isinstance(f["label"], str)
+            and isinstance(f["result"], str)
+            and all(isinstance(f["shown"][name], str) for name in BUDGET_SHOWN)
+            for f in figures
+        )
+    except (KeyError, TypeError, AttributeError):
+        return False
+
+
 GATE_STAGE = "gate"
 RUNNING = re.compile(r"^Running stage '(?P<name>[^']+)':")
 SKIPPED = re.compile(r"^Stage '(?P<name>[^']+)' didn't change, skipping")
@@ -288,6 +328,7 @@ def markdown(
     against_prod: dict | None,
     stages: list[StageRun] | None,
     prefix: str,
+    budget: dict | None = None,
 ) -> str:
     gate = inputs.gate
     on_base = f"base `{base.label}` (`{base.commit[:8]}`)"
@@ -329,6 +370,7 @@ def markdown(
     lines += quarantine_section(inputs.data)
     lines += skew_section(inputs.skew)
     lines += timings_section(stages)
+    lines += budget_section(budget)
     lines += [
         "## Plots",
         "",
@@ -555,6 +597,36 @@ def timings_section(stages: list[StageRun] | None) -> list[str]:
     timed = [s.seconds for s in stages if s.seconds is not None]
     ran = sum(s.status == "ran" for s in stages)
     lines.append(row(["**total**", f"{ran} ran", f"{sum(timed):.1f}" if timed else DASH]))
+    return lines + [""]
+
+
+def budget_section(budget: dict | None) -> list[str]:
+    lines = ["## Performance budget", ""]
+    if budget is None:
+        return lines + ["No budget figures given (`--budget`): this run measured none.", ""]
+    figures = sorted(budget["figures"].values(), key=lambda f: f["number"])
+    failed = [f for f in figures if f["result"] == "fail"]
+    measured = [f for f in figures if f["result"] in ("pass", "fail")]
+    verdict = (
+        f"**{len(failed)} of {len(measured)} figures past their budget line**"
+        if failed
+        else f"**all {len(measured)} measured figures within budget**"
+    )
+    ref, head = budget["sides"]["REF"]["commit"], budget["sides"]["HEAD"]["commit"]
+    lines += [
+        f"{verdict}. `bench/budget.py{' --quick' if budget.get('quick') else ''}` on "
+        f"{text(budget.get('machine', 'this runner'))}, {text(budget.get('date', ''))}: "
+        f"REF `{text(ref)[:8]}`, HEAD `{text(head)[:8]}` (this pull request), side by "
+        "side. Above 1.00x is worse; the lines are bench/budget.yaml's.",
+        "",
+        "| # | figure | REF | HEAD | ratio | budget line | result |",
+        "| ---: | --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for f in figures:
+        shown = f["shown"]
+        result = "**fail**" if f["result"] == "fail" else text(f["result"])
+        cells = [shown["REF"], shown["HEAD"], shown["ratio"], shown["line"]]
+        lines.append(row([str(f["number"]), text(f["label"]), *map(text, cells), result]))
     return lines + [""]
 
 

@@ -20,12 +20,14 @@ After an intended change to the report, regenerate the golden file and review it
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
 import re
 import shutil
 import sys
+import types
 import zlib
 from pathlib import Path
 
@@ -440,7 +442,47 @@ def project(tmp_path_factory) -> dict:
     write_state(repo, "pr")
     log = repo.parent / "repro.log"
     log.write_text(LOG)
-    return {"repo": repo, "first": first, "second": second, "log": log}
+    budget = repo.parent / "budget.json"
+    budget.write_text(json.dumps(BUDGET))
+    return {"repo": repo, "first": first, "second": second, "log": log, "budget": budget}
+
+
+def budget_figure(number, label, ref, head, ratio, line, result) -> dict:
+    """A figure as bench/budget.py's --json writes it (its numbers are not shown)."""
+    shown = {"REF": ref, "HEAD": head, "ratio": ratio, "line": line}
+    return {"number": number, "label": label, "result": result, "shown": shown}
+
+
+# bench/budget.py --quick --json: one figure not run, one within its line, one past it.
+BUDGET = {
+    "date": "2026-12-08T02:00:00+00:00",
+    "machine": "2 cores (nproc), a test CPU",
+    "quick": True,
+    "sides": {"REF": {"commit": "a" * 40}, "HEAD": {"commit": "b" * 40}},
+    "figures": {
+        "dvc_status": budget_figure(
+            3,
+            "`dvc status`",
+            "0.57 s (0.57, 0.57)",
+            "0.71 s (0.70, 0.71)",
+            "1.25x (HEAD/REF)",
+            "1.00x + 10% noise: HEAD <= 0.63 s",
+            "fail",
+        ),
+        "fresh_clone_repro": budget_figure(
+            1, "fresh-clone `make repro`", "-", "-", "-", "0.80x", "not run (--quick)"
+        ),
+        "noop_repro": budget_figure(
+            2,
+            "no-op `dvc repro`",
+            "0.97 s (0.92, 0.97)",
+            "0.95 s (0.95, 0.96)",
+            "0.98x (HEAD/REF)",
+            "1.00x + 10% noise: HEAD <= 1.07 s",
+            "pass",
+        ),
+    },
+}
 
 
 def report_cli(repo: Path, out: Path, *extra: str, seed: str = "0"):
@@ -465,7 +507,8 @@ def copy(project: dict, dest: Path) -> Path:
 def built(project, tmp_path_factory) -> Path:
     """The report of `feature` against `main`, with the log: the golden report."""
     out = tmp_path_factory.mktemp("built") / "pr"
-    ok(report_cli(project["repo"], out, "--base", "main", "--log", str(project["log"])))
+    log, budget = str(project["log"]), str(project["budget"])
+    ok(report_cli(project["repo"], out, "--base", "main", "--log", log, "--budget", budget))
     return out
 
 
@@ -511,6 +554,7 @@ def test_report_sections_in_order(built):
         "## Quarantine",
         "## Training/serving skew",
         "## Stage timings",
+        "## Performance budget",
         "## Plots",
     ]
     assert len(headings) == len(expected)
@@ -562,6 +606,20 @@ def test_report_sections_in_order(built):
     assert table_row(timings, "`train`")[1:] == ["ran", "3.3"]
     assert table_row(timings, "`evaluate`")[1:] == ["cached", "–"]
     assert table_row(timings, "**total**")[1:] == ["4 ran", "15.8"]
+    # The budget from bench/budget.py's file: in figure order, the failure marked.
+    budget = section(text, "## Performance budget")
+    assert "**1 of 2 figures past their budget line**" in budget
+    assert "REF `aaaaaaaa`, HEAD `bbbbbbbb` (this pull request)" in budget
+    numbers = [line.split(" | ")[0] for line in budget.splitlines() if line.startswith("| ")]
+    assert numbers[2:] == ["| 1", "| 2", "| 3"]
+    assert table_row(budget, "3", "`dvc status`")[2:] == [
+        "0.57 s (0.57, 0.57)",
+        "0.71 s (0.70, 0.71)",
+        "1.25x (HEAD/REF)",
+        "1.00x + 10% noise: HEAD <= 0.63 s",
+        "**fail**",
+    ]
+    assert table_row(budget, "1")[-1] == "not run (--quick)"
     # Plots: each one linked relatively, and each file there.
     for stem, _ in plots.NAMES:
         assert f"![{stem}](plots/{stem}.png)" in text
@@ -616,11 +674,8 @@ def test_pngs_are_valid_and_byte_stable(project, built, tmp_path):
     out = tmp_path / "pr"
     (out / "plots").mkdir(parents=True)
     (out / "stale.md").write_text("old")
-    ok(
-        report_cli(
-            project["repo"], out, "--base", "main", "--log", str(project["log"]), seed="12345"
-        )
-    )
+    inputs = ["--log", str(project["log"]), "--budget", str(project["budget"])]
+    ok(report_cli(project["repo"], out, "--base", "main", *inputs, seed="12345"))
     names = sorted(f"{stem}.png" for stem, _ in plots.NAMES)
     for folder in (built, out):
         assert sorted(p.name for p in folder.iterdir()) == ["plots", "report.md"]
@@ -774,6 +829,62 @@ def test_missing_log_is_one_line(project, tmp_path):
         "no-such.log",
         "no such file",
     )
+    assert not out.exists()
+
+
+def test_the_budget_section_renders_bench_budget_pys_own_file(project, tmp_path):
+    """bench/budget.py's --json output, from its own functions, is what the report reads;
+    without one, the section says so."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import budget as bench_budget
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    lines = bench_budget.load_budget()
+    rows = [
+        bench_budget.judge(f, lines["figures"][f.key], ref, head, "")
+        for f, ref, head in [
+            (bench_budget.BY_KEY["serve_rps"], [4000.0, 4100.0], [3000.0, 3100.0]),
+            (bench_budget.BY_KEY["noop_repro"], [1.0, 1.1], [0.9, 0.95]),
+        ]
+    ]
+    bench = types.SimpleNamespace(
+        sides={s: bench_budget.Side(s, c * 40) for s, c in (("REF", "c"), ("HEAD", "d"))},
+        args=types.SimpleNamespace(quick=True),
+        budget=lines,
+        setup={},
+        errors={},
+        notes=[],
+    )
+    path = tmp_path / "budget.json"
+    path.write_text(json.dumps(bench_budget.raw(bench, rows, dt.datetime(2026, 12, 8))))
+    out = tmp_path / "pr"
+    ok(report_cli(project["repo"], out, "--base", "main", "--budget", str(path)))
+    budget = section((out / "report.md").read_text(encoding="utf-8"), "## Performance budget")
+    assert "**1 of 2 figures past their budget line**" in budget
+    rps = table_row(budget, "6")
+    assert rps[2:5] == ["4,050/s (4,000, 4,100)", "3,050/s (3,000, 3,100)", "1.33x (REF/HEAD)"]
+    assert rps[-1] == "**fail**" and table_row(budget, "2")[-1] == "pass"
+
+    ok(report_cli(project["repo"], tmp_path / "none", "--base", "main"))
+    plain = (tmp_path / "none" / "report.md").read_text(encoding="utf-8")
+    assert "No budget figures given (`--budget`)" in section(plain, "## Performance budget")
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, "no such file"),
+        ("{not json", "not valid JSON"),
+        ('{"sides": {}, "figures": {}}', "not bench/budget.py's --json output"),
+    ],
+)
+def test_a_missing_or_malformed_budget_file_is_one_line(project, tmp_path, content, says):
+    path = tmp_path / "budget.json"
+    if content is not None:
+        path.write_text(content)
+    out = tmp_path / "pr"
+    one_line_error(report_cli(project["repo"], out, "--base", "main", "--budget", str(path)), says)
     assert not out.exists()
 
 
