@@ -40,25 +40,30 @@ class Labelled:
     """The good base records, labelled, before any feature: what generate and the
     online snapshot both start from."""
 
-    rows: DataFrame  # features.base_columns, the time as a timestamp, the label
+    rows: DataFrame  # `records` with the label
     good: dict[str, DataFrame]  # every table's good records (the dimensions)
     small: set[str]  # tables small enough to broadcast to a join
     quarantine: dict[str, DataFrame]
     key: str
     stats: dict
+    # features.base_columns of the good base records, the time as a timestamp: what
+    # needs no label reads these, since labelling joins the label table (a job of its own)
+    records: DataFrame
 
-    def with_history_keys(self, data: Data) -> DataFrame:
-        """The rows with every history key: joined first where a key is a dimension's."""
-        if set(data.history.keys) <= set(self.rows.columns):
-            return self.rows
-        return features.join_dimensions(self.rows, self.good, data, self.small)
+    def with_history_keys(self, data: Data, rows: DataFrame | None = None) -> DataFrame:
+        """The rows (or `rows`, of `records`' columns) with every history key: joined
+        first where a key is a dimension's."""
+        rows = self.rows if rows is None else rows
+        if set(data.history.keys) <= set(rows.columns):
+            return rows
+        return features.join_dimensions(rows, self.good, data, self.small)
 
     def newest(self, data: Data) -> dt.datetime | None:
         """The time of the newest good base record, the online snapshot's default cut
         (None: the data has no time, hence no history)."""
         if data.time is None:
             return None
-        (value,) = self.rows.agg(F.max(data.time)).first()
+        (value,) = self.records.agg(F.max(data.time)).first()
         return value.replace(tzinfo=None)  # the session's zone is UTC
 
 
@@ -119,10 +124,10 @@ def label(
     good = {n: raw.good(checked[n], t) for n, t in tables.items()}
     small = {n for n, c in stats["tables"].items() if c["records"] - c["bad"] <= broadcast_max_rows}
     rows = good[data.base].select(*features.base_columns(data, key))
-    rows = features.as_timestamp(rows, data)
-    rows = features.add_label(rows, good, data, small)
+    records = features.as_timestamp(rows, data)
+    rows = features.add_label(records, good, data, small)
     quarantine = {n: raw.bad(checked[n], t) for n, t in tables.items()}
-    return Labelled(rows, good, small, quarantine, key, stats)
+    return Labelled(rows, good, small, quarantine, key, stats, records)
 
 
 def with_row_id(data: Data) -> tuple[dict[str, Table], str]:

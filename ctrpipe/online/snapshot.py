@@ -117,7 +117,7 @@ def skew_sample(labelled: Labelled, data: Data, golden: pa.Table, n: int) -> pa.
     ids = golden[key].to_pylist()
     picks = np.unique(np.linspace(0, len(ids) - 1, min(n, len(ids))).astype(int))
     chosen = [ids[i] for i in picks]
-    rows = rows_of(labelled.with_history_keys(data), key, chosen)
+    rows = rows_of(labelled.with_history_keys(data, labelled.records), key, chosen)
     columns = [raw_time(data) if c == data.time else c for c in request_columns(data)]
     columns += [k for k in keys if k not in request_columns(data)]
     (records,) = to_arrow({"sample": rows.select(key, *columns)}, {"sample": [key]}).values()
@@ -130,7 +130,7 @@ def raw_records(labelled: Labelled, data: Data, ids: list[str]) -> DataFrame:
     """The base records of rows `ids` as a client sends them: the id (as text), then
     the request's fields, the time as the raw table holds it."""
     key = labelled.key
-    return rows_of(labelled.rows, key, ids).select(
+    return rows_of(labelled.records, key, ids).select(
         key, *(raw_time(data) if c == data.time else c for c in request_columns(data))
     )
 
