@@ -10,7 +10,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 .PHONY: setup params repro test test-fast lint bench lock clean pull repro-log report publish \
-	budget-quick retrain commit-retrain rollback refresh proto
+	bench-tools budget-quick retrain commit-retrain rollback refresh proto
 
 # .venv from requirements.lock, reinstalled only when the lock's content changes
 # (scripts/venv.sh). The class archive makes every Spark start about 3 s shorter
@@ -58,7 +58,11 @@ repro-log: setup
 	mkdir -p reports
 	$(BIN)/dvc repro $(TARGET) 2>&1 | tee reports/repro.log
 
-# The quick performance budget against BASE (bench/budget.py; needs wrk and hey): its
+# wrk and hey, which the serving benchmarks drive (bench/); not part of the set-up.
+bench-tools:
+	sudo apt-get install -y --no-install-recommends wrk hey
+
+# The quick performance budget against BASE (bench/budget.py; needs bench-tools): its
 # figures for the report, reports/budget.json, and its table, reports/budget.md.
 budget-quick: setup
 	mkdir -p reports
@@ -82,7 +86,7 @@ retrain: setup
 
 # Commit a retrain's lock and reports to main (CI's bot does this before publishing).
 commit-retrain:
-	git add dvc.lock reports
+	git add dvc.lock release/dvc.lock reports
 	git diff --cached --quiet || git commit -qm "$(MESSAGE)"
 	git push origin HEAD:main
 

@@ -1,10 +1,10 @@
-"""Every path the pipeline reads or writes, declared once: the `paths` entry of the
-`vars:` block in dvc.yaml.
+"""Every path the pipeline reads or writes, declared once: the `paths` of paths.yaml,
+which both pipeline files (dvc.yaml, release/dvc.yaml) load as their vars.
 
-Stages get theirs on the command line (each `cmd:` in dvc.yaml passes them); the
-commands that work around the pipeline (the CLI, report, monitor, publish, fetch) read
-them here. All are relative to the project's root, so they also name files at other git
-revisions (`registry.show(repo, commit, paths.GATE_REPORT)`).
+Stages get theirs on the command line (each `cmd:` passes them); the commands that work
+around the pipeline (the CLI, report, monitor, publish, fetch) read them here. All are
+relative to the project's root, so they also name files at other git revisions
+(`registry.show(repo, commit, paths.GATE_REPORT)`).
 """
 
 from __future__ import annotations
@@ -13,16 +13,19 @@ from pathlib import Path
 
 import yaml
 
-DVC_FILE = "dvc.yaml"
-LOCK_FILE = "dvc.lock"
+PATHS_FILE = "paths.yaml"
+# The pipeline's files, joined by DVC into one graph: the production stage has one of
+# its own, so that its run on every repro rewrites only its own small lock.
+PIPELINE_FILES = ("dvc.yaml", "release/dvc.yaml")
+LOCK_FILE = "dvc.lock"  # the lock of dvc.yaml: every output a version is made of
 
 
-def declared(dvc_file: Path = Path(__file__).resolve().parent.parent / DVC_FILE) -> dict:
-    """The `paths` variables of dvc.yaml."""
-    for entry in yaml.safe_load(dvc_file.read_text(encoding="utf-8")).get("vars", []):
-        if isinstance(entry, dict) and "paths" in entry:
-            return entry["paths"]
-    raise RuntimeError(f"{dvc_file}: no `paths` in its vars block")
+def declared(file: Path = Path(__file__).resolve().parent.parent / PATHS_FILE) -> dict:
+    """The `paths` of paths.yaml."""
+    found = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    if not isinstance(found.get("paths"), dict):
+        raise RuntimeError(f"{file}: no `paths` mapping")
+    return found["paths"]
 
 
 _P = declared()

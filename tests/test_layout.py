@@ -24,7 +24,7 @@ pytestmark = pytest.mark.unit
 CODE_DIRS = ("ctrpipe", "stages", "bench")
 
 
-HINT = "`python -m tests.support.stagedeps` prints the lists dvc.yaml should have"
+HINT = "`python -m tests.support.stagedeps` prints the lists the pipeline files should have"
 
 
 @pytest.mark.parametrize("stage", list(stagedeps.stages()))
@@ -37,7 +37,8 @@ def test_each_stage_depends_on_exactly_the_code_it_runs(stage):
 def copy_code(dest: Path) -> Path:
     for folder in ("ctrpipe", "stages", "tests/support"):
         shutil.copytree(ROOT / folder, dest / folder)
-    for name in ("dvc.yaml", "pyproject.toml", "tests/__init__.py"):
+    for name in (*paths.PIPELINE_FILES, paths.PATHS_FILE, "pyproject.toml", "tests/__init__.py"):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, dest / name)
     return dest
 
@@ -102,8 +103,8 @@ def string_constants(path: Path) -> list[tuple[int, str]]:
 
 
 def test_every_path_is_declared_once():
-    """dvc.yaml's `paths` are the only place a stage path is spelled: not in code, not
-    elsewhere in dvc.yaml."""
+    """paths.yaml is the only place a stage path is spelled: not in code, not in the
+    pipeline files."""
     spelled = [
         re.compile(rf"(?<![\w./]){re.escape(v)}(?![\w.])") for v in paths.declared().values()
     ]
@@ -116,10 +117,11 @@ def test_every_path_is_declared_once():
                     for p in spelled
                     if p.search(text)
                 ]
-    assert not found, "path strings outside dvc.yaml's vars: " + "; ".join(found)
-    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    body = json.dumps({k: v for k, v in dvc.items() if k != "vars"})
-    assert not [p.pattern for p in spelled if p.search(body)]
+    assert not found, "path strings outside paths.yaml: " + "; ".join(found)
+    for name in paths.PIPELINE_FILES:
+        dvc = yaml.safe_load((ROOT / name).read_text())
+        body = json.dumps({k: v for k, v in dvc.items() if k != "vars"})
+        assert not [p.pattern for p in spelled if p.search(body)], name
 
 
 def test_code_passes_ruff_lint_and_format():

@@ -30,6 +30,7 @@ from ctrpipe.serving.service import Service
 from ctrpipe.serving.settings import RequestLog
 from tests.conftest import QUICK_SPARK_CONF, ROOT, make_params
 from tests.support import snapshots
+from tests.support.client import UNSHED
 from tests.support.models import traffic as make_traffic
 
 pytestmark = [
@@ -83,7 +84,7 @@ def site(packages, tmp_path_factory):
         (repo / paths.EVALUATE_METRICS).write_text(json.dumps(reference))
         service = Service(max_batch=1000, log=RequestLog(dir=str(repo / "logs"), sample_rate=1.0))
         service.load(repo / paths.PACKAGE)
-        srv = Server(("127.0.0.1", 0), service).start()
+        srv = Server(("127.0.0.1", 0), service, deadline_ms=UNSHED).start()
         try:
             replayed = simulate.replay(
                 srv.url, simulate.requests(table, loaded.schema.names, loaded.schema.id, 250)
@@ -341,7 +342,7 @@ def test_engineering_figures_from_a_live_metrics_page(packages):
     folders, validation = packages
     service = Service()
     service.load(folders["a"])
-    srv = Server(("127.0.0.1", 0), service).start()
+    srv = Server(("127.0.0.1", 0), service, deadline_ms=UNSHED).start()
     try:
         schema = service.model.loaded.schema
         good = simulate.requests(make_traffic(50, 9, sample=False), schema.names, schema.id, 5)

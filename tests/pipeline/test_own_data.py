@@ -58,7 +58,7 @@ def test_repro_runs_every_stage_and_the_gate_passes(repo):
         "train",
         "evaluate",
         "package",
-        "production",
+        "release/dvc.yaml:production",
         "gate",
     }
     skew = json.loads((repo / paths.SKEW).read_text())

@@ -23,6 +23,7 @@ import yaml
 from ctrpipe import paths
 from ctrpipe.online import store
 from ctrpipe.release import fetch, publish, registry, remote
+from tests.support.client import UNSHED
 from tests.support.project import FEW_TREES, GATED, SMALL, attempt, copy_project, edit_conf, run
 from tests.support.s3server import S3Server
 from tests.support.served import Served
@@ -305,7 +306,7 @@ def test_an_alarm_on_a_baking_version_rolls_it_back_and_history_shows_it(repo, s
     _, _, folder = fetch.fetch(repo, where(repo), version="v1.1.0")
     service = Service(log=RequestLog(dir=str(repo / "logs"), sample_rate=1.0))
     service.load(folder, "v1.1.0")
-    srv = Server(("127.0.0.1", 0), service).start()
+    srv = Server(("127.0.0.1", 0), service, deadline_ms=UNSHED).start()
     try:
         rows = simulate.sample(pq.read_table(repo / paths.VALIDATION), 3000, 1)
         shifted = simulate.drifted(

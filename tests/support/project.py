@@ -49,7 +49,7 @@ def copy_project(dest: Path) -> Path:
             name.startswith("data/") or name == paths.DATA_METRICS
         ) and name != "data/external/README.md":
             continue
-        if name == "dvc.lock" or not (ROOT / name).is_file():
+        if Path(name).name == paths.LOCK_FILE or not (ROOT / name).is_file():
             continue
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, dest / name)

@@ -1,9 +1,10 @@
-"""What each stage of dvc.yaml runs: its module and every project module it imports,
-transitively, as files; and how dvc.yaml's deps differ from that.
+"""What each stage of the pipeline's files (dvc.yaml, release/dvc.yaml) runs: its module
+and every project module it imports, transitively, as files; and how their deps differ
+from that.
 
-`python -m tests.support.stagedeps` prints each stage's code deps as dvc.yaml should
+`python -m tests.support.stagedeps` prints each stage's code deps as its file should
 list them, then what is missing or stale, and exits 1 when anything is; with `--write`
-it puts those lists into dvc.yaml (in place of the code deps there).
+it puts those lists into the files (in place of the code deps there).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 import grimp
 import yaml
 
+from ctrpipe import paths
+
 ROOT = Path(__file__).resolve().parents[2]
 CODE = ("ctrpipe", "stages")
 
@@ -28,7 +31,17 @@ def graph() -> grimp.ImportGraph:
 
 
 def stages() -> dict[str, dict]:
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    """Every stage of the pipeline's files, by its address as DVC prints it: the name in
+    dvc.yaml, `file:name` in another file."""
+    return {
+        name if file == paths.PIPELINE_FILES[0] else f"{file}:{name}": stage
+        for file in paths.PIPELINE_FILES
+        for name, stage in of_file(file).items()
+    }
+
+
+def of_file(file: str) -> dict[str, dict]:
+    return yaml.safe_load((ROOT / file).read_text())["stages"]
 
 
 def module_of(stage: dict) -> str:
@@ -93,22 +106,24 @@ def ordered(files: set[str]) -> list[str]:
 
 
 def write() -> None:
-    """dvc.yaml with each stage's code deps replaced by what it runs (text edit: the
-    comments and the rest of the file stay as they are)."""
-    path = ROOT / "dvc.yaml"
-    lines, out, stage = path.read_text().splitlines(keepends=True), [], None
-    for line in lines:
-        words = line.split()
-        if line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":"):
-            stage = line.strip()[:-1]
-        if line.strip() == "deps:" and stage in stages():
+    """Each pipeline file with each stage's code deps replaced by what it runs (text
+    edit: the comments and the rest of the file stay as they are)."""
+    for file in paths.PIPELINE_FILES:
+        path, own = ROOT / file, of_file(file)
+        lines, out, stage = path.read_text().splitlines(keepends=True), [], None
+        for line in lines:
+            words = line.split()
+            top = line.startswith("  ") and not line.startswith("   ")
+            if top and line.rstrip().endswith(":"):
+                stage = line.strip()[:-1]
+            if line.strip() == "deps:" and stage in own:
+                out.append(line)
+                out += [f"      - {f}\n" for f in ordered(runs(module_of(own[stage])))]
+                continue
+            if words[:1] == ["-"] and len(words) == 2 and words[1].split("/")[0] in CODE:
+                continue
             out.append(line)
-            out += [f"      - {f}\n" for f in ordered(runs(module_of(stages()[stage])))]
-            continue
-        if words[:1] == ["-"] and len(words) == 2 and words[1].split("/")[0] in CODE:
-            continue
-        out.append(line)
-    path.write_text("".join(out))
+        path.write_text("".join(out))
 
 
 if __name__ == "__main__":

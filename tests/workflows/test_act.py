@@ -184,7 +184,8 @@ def test_a_pull_request_with_cold_caches_is_reproduced_against_production(world)
     )
     succeeded(result, "report", "comment")
     repro = result.step_output("report", "dvc repro")
-    assert "Running stage 'production'" in repro and "Running stage 'gate'" in repro
+    assert "Running stage 'release/dvc.yaml:production'" in repro
+    assert "Running stage 'gate'" in repro
     (comment,) = world.api.comments.values()
     assert comment["issue"] == PULL
     assert comment["body"].startswith("<!-- ctrpipe-report -->")
@@ -218,7 +219,7 @@ def test_a_forks_pull_request_gets_no_secrets_and_stops_before_the_gate(world):
     succeeded(result, "report")
     assert "comment" not in result.jobs  # the comment job's `if` holds only for this repo
     repro = result.step_output("report", "dvc repro")
-    assert "Running stage 'gate'" not in repro and "'production'" not in repro
+    assert "Running stage 'gate'" not in repro and "dvc.yaml:production'" not in repro
     report = world.actions.artifact_file("pull-request-report", "report.md")
     assert "The gate below is the one committed on this branch" in report
     assert len(world.api.calls) == calls
