@@ -82,7 +82,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = Path(__file__).with_name("budget.yaml")
 sys.path.insert(0, str(ROOT))
-from fleet import cpu_model  # noqa: E402  bench/fleet.py, this folder
+from fleet import cpu_model, lua_script  # noqa: E402  bench/fleet.py, this folder
 
 from ctrpipe import paths  # noqa: E402  this tree's declared paths; older trees used the same
 
@@ -538,7 +538,8 @@ class Bench:
         got = {}
         with Server(self.runner, tree) as server:
             if 6 in self.figures and shutil.which("wrk"):
-                script = lua_script(self.tmp / f"{side.lower()}.lua", bodies)
+                encoded = [b.encode() for b in bodies]
+                script = lua_script(self.tmp, side.lower(), "/predict", encoded)
                 wrk(self, server, script, WRK_WARMUP)
                 got["serve_rps"] = wrk(self, server, script, WRK_SECONDS)
             if 7 in self.figures and shutil.which("hey"):
@@ -579,26 +580,6 @@ class Bench:
     @property
     def figures(self) -> set[int]:
         return self.args.only
-
-
-def lua_script(path: Path, bodies: list[str]) -> Path:
-    """A wrk script POSTing the bodies to /predict in turn (requests formatted in init)."""
-    literals = ",\n".join(f"[==[{b}]==]" for b in bodies)
-    path.write_text(
-        f"local bodies = {{\n{literals}\n}}\n"
-        "local requests, i = {}, 0\n"
-        "function init(args)\n"
-        "  for k, b in ipairs(bodies) do\n"
-        '    requests[k] = wrk.format("POST", "/predict", '
-        '{["Content-Type"] = "application/json"}, b)\n'
-        "  end\n"
-        "end\n"
-        "function request()\n"
-        "  i = i % #requests + 1\n"
-        "  return requests[i]\n"
-        "end\n"
-    )
-    return path
 
 
 def wrk(bench: Bench, server: Server, script: Path, seconds: int) -> float:

@@ -357,14 +357,10 @@ def pct(values: np.ndarray, q: float) -> float:
 # ---------------------------------------------------------------- gRPC clients
 
 
-def grpc_client(job: tuple) -> tuple[int, int, np.ndarray, str]:
-    """One client process: blocking infer in a loop from `start_at` (time.time) for
-    `seconds`, after warming up until then. (answers, errors, latencies ms, first error)."""
-    port, features, start_at, seconds = job
+def infer_inputs(features: list) -> list:
+    """tritonclient.grpc's inputs for one row: (name, datatype, value) per feature."""
     import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
 
-    client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
     inputs = []
     for name, datatype, value in features:
         tensor = grpcclient.InferInput(name, [1], datatype)
@@ -373,6 +369,18 @@ def grpc_client(job: tuple) -> tuple[int, int, np.ndarray, str]:
         else:
             tensor.set_data_from_numpy(np.array([value], dtype=np.float32))
         inputs.append(tensor)
+    return inputs
+
+
+def grpc_client(job: tuple) -> tuple[int, int, np.ndarray, str]:
+    """One client process: blocking infer in a loop from `start_at` (time.time) for
+    `seconds`, after warming up until then. (answers, errors, latencies ms, first error)."""
+    port, features, start_at, seconds = job
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+    inputs = infer_inputs(features)
     first = ""
     while time.time() < start_at:
         try:
@@ -406,14 +414,7 @@ def grpc_probe(port: int, features: list) -> str | None:
         return f"tritonclient is not installed ({exc})"
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
     try:
-        inputs = []
-        for name, datatype, value in features:
-            tensor = grpcclient.InferInput(name, [1], datatype)
-            if datatype == "BYTES":
-                tensor.set_data_from_numpy(np.array([str(value).encode()], dtype=object))
-            else:
-                tensor.set_data_from_numpy(np.array([value], dtype=np.float32))
-            inputs.append(tensor)
+        inputs = infer_inputs(features)
         answer = client.infer("model", inputs).as_numpy("probability")
         if answer is None or answer.shape != (1,):
             return f"ModelInfer answered {answer!r}, not one probability"
